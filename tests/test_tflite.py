@@ -1,0 +1,195 @@
+"""TFLite conversion, parity and latency on a tiny frozen graph built here."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfbuild.errors import CalibrationError, ConfigError, NodeNotFound, StageFailed
+from tfbuild.measure import (latency_frozen, latency_tflite, load_interpreter, max_abs_diff,
+                             run_frozen, run_tflite, seeded_batch)
+from tfbuild.tflite_convert import TOLERANCE, convert
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPE = [None, 16, 16, 3]
+INPUTS = [{"name": "input", "shape": SHAPE, "dtype": "float32"}]
+# Not alphabetical on purpose: output order must follow this list.
+OUTPUTS = ["probs", "logits"]
+
+
+def build_frozen_graph(path: Path) -> Path:
+    """Two convs with seeded constant weights, in-graph preprocessing, softmax `probs`."""
+    rng = np.random.default_rng(0)
+
+    def const(shape, std):
+        return tf.constant(rng.normal(0.0, std, shape).astype(np.float32))
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, SHAPE, name="input")
+        h = (x - 127.5) / 64.0  # preprocessing lives in the graph
+        h = tf.nn.relu(tf.nn.conv2d(h, const([3, 3, 3, 32], 0.3), 1, "SAME") + const([32], 0.1))
+        h = tf.nn.relu(tf.nn.conv2d(h, const([3, 3, 32, 64], 0.1), 2, "SAME") + const([64], 0.1))
+        h = tf.reduce_mean(h, [1, 2])
+        logits = tf.identity(tf.matmul(h, const([64, 2], 0.5)) + const([2], 0.1), name="logits")
+        tf.nn.softmax(logits, name="probs")
+    path.write_bytes(graph.as_graph_def().SerializeToString(deterministic=True))
+    return path
+
+
+@pytest.fixture(scope="module")
+def frozen(tmp_path_factory):
+    return build_frozen_graph(tmp_path_factory.mktemp("graph") / "frozen.pb")
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    return np.random.default_rng(1).uniform(0, 255, (16, 16, 16, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def converted(frozen, calibration, tmp_path_factory):
+    """Convert lazily, once per (precision, batch size), for all tests of the module."""
+    out_dir = tmp_path_factory.mktemp("tflite")
+    cache = {}
+
+    def get(precision, batch_size):
+        if (precision, batch_size) not in cache:
+            path = out_dir / f"{precision}_b{batch_size}.tflite"
+            meta = convert(frozen, INPUTS, OUTPUTS, precision, batch_size,
+                           calibration if precision == "INT8" else None, path)
+            cache[precision, batch_size] = path, meta
+        return cache[precision, batch_size]
+
+    return get
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+@pytest.mark.parametrize("precision", ["FP32", "FP16", "INT8"])
+def test_parity_within_tolerance(converted, frozen, precision, batch_size):
+    path, meta = converted(precision, batch_size)
+    assert path.read_bytes()[4:8] == b"TFL3"  # flatbuffer file identifier
+    assert meta["precision"] == precision and meta["batch_size"] == batch_size
+    assert meta["size_bytes"] == path.stat().st_size
+    assert meta["inputs"] == [{"name": "input", "shape": [batch_size, 16, 16, 3], "dtype": "float32"}]
+    assert [o["name"] for o in meta["outputs"]] == OUTPUTS
+    assert meta["outputs"][0]["shape"] == [batch_size, 2]
+
+    x = seeded_batch(SHAPE[1:], batch_size, seed=3)
+    expected = run_frozen(frozen, {"input:0": x}, OUTPUTS)
+    got = run_tflite(path, [x])
+    assert [g.shape for g in got] == [(batch_size, 2), (batch_size, 2)]
+    np.testing.assert_allclose(got[0].sum(axis=1), 1.0, atol=1e-3)  # probs, not logits
+    diff = max_abs_diff(got[:1], expected[:1])  # tolerances are about probabilities
+    print(f"{precision} batch {batch_size}: max abs diff on probs {diff:.2e}")
+    assert diff <= TOLERANCE[precision]
+
+
+def test_fp32_much_tighter_than_int8_in_practice(converted, frozen):
+    x = seeded_batch(SHAPE[1:], 4, seed=3)
+    expected = run_frozen(frozen, {"input": x}, ["probs"])
+    fp32 = max_abs_diff(run_tflite(converted("FP32", 4)[0], [x])[:1], expected)
+    int8 = max_abs_diff(run_tflite(converted("INT8", 4)[0], [x])[:1], expected)
+    assert fp32 < 1e-5 and fp32 * 100 < int8
+
+
+def test_quantized_models_are_smaller_and_int8_has_int8_weights(converted):
+    fp32, fp16, int8 = (converted(p, 1) for p in ("FP32", "FP16", "INT8"))
+    assert fp16[1]["size_bytes"] < 0.7 * fp32[1]["size_bytes"]
+    assert int8[1]["size_bytes"] < 0.5 * fp32[1]["size_bytes"]
+
+    def weight_dtypes(path):  # dtype of the conv filters (the only rank-4 constants)
+        interpreter = load_interpreter(model_path=str(path))
+        return {d["dtype"] for d in interpreter.get_tensor_details()
+                if len(d["shape"]) == 4 and d["shape"][0] in (32, 64)}
+
+    assert weight_dtypes(int8[0]) == {np.int8}
+    assert np.float16 in weight_dtypes(fp16[0])
+    assert weight_dtypes(fp32[0]) == {np.float32}
+
+
+def test_outputs_keep_requested_order(converted, frozen):
+    x = seeded_batch(SHAPE[1:], 1)
+    probs, logits = run_tflite(converted("FP32", 1)[0], [x])
+    np.testing.assert_allclose(probs, tf.nn.softmax(logits).numpy(), atol=1e-6)
+
+
+def test_bad_requests_raise_user_errors(frozen, calibration, tmp_path):
+    out = tmp_path / "m.tflite"
+    with pytest.raises(ConfigError, match="FP32, FP16, INT8"):
+        convert(frozen, INPUTS, OUTPUTS, "fp8", 1, None, out)
+    with pytest.raises(ConfigError, match="batch_size"):
+        convert(frozen, INPUTS, OUTPUTS, "FP32", 0, None, out)
+    with pytest.raises(CalibrationError, match="calibration"):
+        convert(frozen, INPUTS, OUTPUTS, "INT8", 1, None, out)
+    with pytest.raises(CalibrationError, match=r"\[N, 16, 16, 3\]"):
+        convert(frozen, INPUTS, OUTPUTS, "INT8", 1, calibration[:, :8], out)
+    with pytest.raises(NodeNotFound, match="nope"):
+        convert(frozen, INPUTS, ["nope"], "FP32", 1, None, out)
+    assert not out.exists()
+
+
+def test_converter_failure_is_one_line_stage_failed(tmp_path):
+    graph = tf.Graph()
+    with graph.as_default():  # Igamma has no TFLite kernel
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="input")
+        tf.identity(tf.math.igamma(x, x + 1.0), name="out")
+    pb = tmp_path / "igamma.pb"
+    pb.write_bytes(graph.as_graph_def().SerializeToString())
+    with pytest.raises(StageFailed) as err:
+        convert(pb, [{"name": "input", "shape": [None, 4], "dtype": "float32"}], ["out"],
+                "FP32", 1, None, tmp_path / "m.tflite")
+    assert "\n" not in str(err.value) and "Igamma" in str(err.value)
+
+
+def test_max_abs_diff():
+    a = [np.array([0.1, 0.9]), np.array([[1.0]])]
+    assert max_abs_diff(a, [np.array([0.2, 0.9]), np.array([[1.0]])]) == pytest.approx(0.1)
+    assert max_abs_diff(a, a) == 0.0
+    assert max_abs_diff([np.array([np.nan])], [np.array([0.0])]) == float("inf")
+
+
+def test_latency_numbers_are_sane(converted, frozen):
+    x = seeded_batch(SHAPE[1:], 4)
+    for stats in (latency_frozen(frozen, {"input": x}, ["probs"], warmup=1, runs=5),
+                  latency_tflite(converted("FP32", 4)[0], [x], warmup=1, runs=5)):
+        assert stats["batch_size"] == 4 and stats["runs"] == 5
+        assert 0 < stats["median_ms"] <= stats["p90_ms"] < 10_000
+        assert stats["throughput_per_s"] == pytest.approx(4 / (stats["median_ms"] / 1e3))
+
+
+def test_works_with_eager_execution_disabled(tmp_path):
+    """Graph mode is process-wide and one-way, so check it in a fresh interpreter."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{str(REPO)!r}, {str(Path(__file__).parent)!r}]
+        from pathlib import Path
+        import numpy as np, tensorflow as tf
+        tf.compat.v1.disable_eager_execution()
+        from test_tflite import build_frozen_graph, INPUTS, OUTPUTS
+        from tfbuild.calibration import load_calibration
+        from tfbuild.measure import run_frozen, run_tflite, max_abs_diff, seeded_batch
+        from tfbuild.tflite_convert import TOLERANCE, convert
+        tmp = Path({str(tmp_path)!r})
+        with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+            png = sess.run(tf.io.encode_png(tf.zeros([20, 24, 3], tf.uint8)))
+        (tmp / "imgs").mkdir()
+        (tmp / "imgs" / "a.png").write_bytes(png)
+        cal = load_calibration({{"path": str(tmp / "imgs")}}, [None, 16, 16, 3])
+        assert cal.shape == (1, 16, 16, 3), cal.shape
+        pb = build_frozen_graph(tmp / "f.pb")
+        x = seeded_batch([16, 16, 3], 2)
+        expected = run_frozen(pb, {{"input": x}}, OUTPUTS)
+        cal = np.concatenate([cal, seeded_batch([16, 16, 3], 8, seed=5)])
+        for precision in ("FP32", "INT8"):
+            convert(pb, INPUTS, OUTPUTS, precision, 2, cal, tmp / "m.tflite")
+            diff = max_abs_diff(run_tflite(tmp / "m.tflite", [x])[:1], expected[:1])
+            assert diff <= TOLERANCE[precision], (precision, diff)
+        print("OK")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

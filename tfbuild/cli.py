@@ -1,0 +1,173 @@
+"""The `tfbuild` command: a thin @hydra.main around `build.build_target`.
+
+Exit codes: 0 ok, 1 a stage failed, 2 the request is wrong. Hydra reports its
+own config errors (unknown key, bad type) with exit 1 and several lines; those
+happen before our task runs, so `main` turns them into one line and exit 2.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from . import sweep
+from .build import build_target, verify
+from .config import Config
+from .errors import ConfigError, TfbuildError
+from .report import Reporter, write_json
+from .targets import TargetsSource, check_name, data_dir
+
+ConfigStore.instance().store(name="tfbuild_schema", node=Config)
+Plugins.instance().register(TargetsSource)
+
+# Keys that say how to run, not what to build: not part of a sweep job's identity.
+RUN_KEYS = ("build_dir", "lock_file", "report_file", "dry_run", "force", "verify", "bench")
+
+_state = {"task_started": False}
+
+
+def to_config(dcfg: DictConfig) -> Config:
+    try:
+        return OmegaConf.to_object(dcfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(one_line(str(e))) from None
+
+
+def run_job(dcfg: DictConfig, reporter: Reporter) -> int:
+    """Build (or plan, or verify) one target; returns the exit code."""
+    hc = HydraConfig.get()
+    target = hc.runtime.choices.get("target")
+    multirun = hc.mode == RunMode.MULTIRUN
+    job_overrides = [o for o in hc.overrides.task if not o.lstrip("+~").startswith(RUN_KEYS)
+                     and not o.startswith("target=")]
+    lock_key = f"{target}[{','.join(sorted(job_overrides))}]" if multirun and job_overrides else target
+    report: dict = {"target": target, "ok": False, "artifact": None, "stages": []}
+    code = 2
+    try:
+        cfg = to_config(dcfg)
+        if cfg.verify:
+            report = verify(cfg, target, reporter, lock_key)
+        else:
+            link_dir = Path(hc.runtime.output_dir) if multirun else None
+            report = build_target(cfg, target, reporter, lock_key=lock_key, link_dir=link_dir)
+        if not cfg.dry_run:
+            reporter.summary(report)
+        code = 0 if report["ok"] else 1
+    except TfbuildError as e:
+        reporter.error(str(e))
+        report["error"], code = str(e), e.exit_code
+    if dcfg.get("report_file"):
+        write_json(Path(dcfg.report_file), report)
+    if multirun:
+        sweep.save_job(Path(hc.runtime.output_dir), dcfg, job_overrides, report, code)
+    return code
+
+
+@hydra.main(version_base="1.3", config_path=str(data_dir("conf")), config_name="config")
+def _task(dcfg: DictConfig) -> None:
+    _state["task_started"] = True
+    _restore_stderr()
+    code = run_job(dcfg, Reporter())
+    if code and HydraConfig.get().mode != RunMode.MULTIRUN:
+        raise SystemExit(code)  # a BaseException: Hydra lets it through
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    reporter = Reporter()
+    try:
+        for name in _target_names(sys.argv[1:]):
+            check_name(name)
+    except TfbuildError as e:
+        reporter.error(str(e))
+        return e.exit_code
+    _state["task_started"] = False
+    captured = _capture_stderr()
+    try:
+        _task()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        text = _restore_stderr()
+    if code and not _state["task_started"]:
+        reporter.error(hydra_message(text or captured.getvalue()))
+        return 2
+    if text:
+        sys.stderr.write(text)
+    return code or sweep.exit_code()
+
+
+def console_main() -> None:
+    sys.exit(main())
+
+
+def _target_names(args: List[str]) -> List[str]:
+    names: List[str] = []
+    for arg in args:
+        if arg.startswith("target="):
+            value = arg.split("=", 1)[1]
+            value = re.sub(r"^(choice|range)\((.*)\)$", r"\2", value)
+            names += [v.strip() for v in value.split(",") if v.strip()]
+    return names
+
+
+# Hydra prints config errors to stderr before our task runs; hold them until we know.
+_real_stderr: List = []
+
+
+def _capture_stderr() -> io.StringIO:
+    buf = io.StringIO()
+    _real_stderr.append(sys.stderr)
+    sys.stderr = buf
+    return buf
+
+
+def _restore_stderr() -> str:
+    if not _real_stderr:
+        return ""
+    buf, sys.stderr = sys.stderr, _real_stderr.pop()
+    return buf.getvalue() if isinstance(buf, io.StringIO) else ""
+
+
+def one_line(text: str) -> str:
+    """OmegaConf/Hydra messages span lines (full_key, object_type...): keep what helps."""
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    lines = [l for l in lines if not l.startswith(("Set the environment variable HYDRA_FULL_ERROR",
+                                                    "object_type=", "reference_type="))]
+    key = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("full_key:")), None)
+    lines = [l for l in lines if not l.startswith("full_key:")]
+    unknown = re.search(r"Key '([^']+)' not in '(\w+)'", text)
+    if unknown and key:
+        return _unknown_key(key, unknown.group(2))
+    message = "; ".join(dict.fromkeys(lines))
+    return f"{key}: {message}" if key and key not in message else message
+
+
+def _unknown_key(full_key: str, type_name: str) -> str:
+    import dataclasses
+    import difflib
+    from . import config as schema
+    cls = getattr(schema, type_name, None)
+    fields = [f.name for f in dataclasses.fields(cls)] if cls else []
+    leaf = full_key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, fields, n=1)
+    parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+    hint = f"did you mean {parent + '.' if parent else ''}{close[0]}? " if close else ""
+    return f"unknown key {full_key}: {hint}valid keys{' of ' + parent if parent else ''}: {', '.join(fields)}"
+
+
+def hydra_message(text: str) -> str:
+    return one_line(text) or "invalid command line (run tfbuild --help)"

@@ -1,0 +1,187 @@
+"""Run frozen graphs and TFLite models, compare their outputs, time them.
+
+Every TensorFlow call runs in a private `tf.Graph` and session, so these
+functions behave the same whether or not eager execution was disabled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tfbuild.errors import NodeNotFound, ParityError, StageFailed
+
+
+def seeded_batch(shape_without_batch: Sequence[int], batch_size: int, seed: int = 0) -> np.ndarray:
+    """Deterministic float32 input in 0..255 (raw pixel range) for parity checks.
+
+    Sample i is the same for every batch_size >= i + 1, so results at batch 1
+    and batch 4 can be compared sample by sample.
+    """
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 255.0, size=(batch_size, *shape_without_batch)).astype(np.float32)
+
+
+def run_frozen(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
+    """Run a frozen GraphDef once; node names with or without ':0' are accepted."""
+    with _frozen_session(frozen_pb, feeds, outputs) as (sess, fetches, feed_dict):
+        return [np.asarray(r) for r in sess.run(fetches, feed_dict)]
+
+
+def run_tflite(model_path: Path, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Run a .tflite model once: `feeds` in the model's input order.
+
+    Outputs come in `get_output_details()` order, which is the order of the
+    output names given to the converter (convert() records them in its
+    metadata), so they line up with run_frozen(..., outputs) by position.
+    """
+    interpreter = load_interpreter(model_path=str(model_path))
+    run = _tflite_runner(interpreter, feeds)
+    return [np.copy(o) for o in run()]
+
+
+def max_abs_diff(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    """Largest element-wise |a - b| over all outputs; NaN counts as infinitely different."""
+    if len(a) != len(b):
+        raise ParityError(f"got {len(a)} outputs to compare with {len(b)}: the models "
+                          f"must have the same outputs")
+    worst = 0.0
+    for i, (x, y) in enumerate(zip(a, b)):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        if x.shape != y.shape:
+            raise ParityError(f"output {i} has shape {list(x.shape)} in one model and "
+                              f"{list(y.shape)} in the other: the conversion changed its shape")
+        if x.size:
+            diff = np.abs(x - y)
+            # NaN would compare False against any tolerance and pass silently.
+            worst = max(worst, float("inf") if np.isnan(diff).any() else float(diff.max()))
+    return worst
+
+
+def latency_frozen(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Sequence[str],
+                   *, warmup: int = 3, runs: int = 20) -> dict:
+    """Time `session.run` on a frozen graph (also TF-TRT graphs: same call path).
+
+    Graph import and session creation are not timed; feeding and fetching are,
+    as they are part of every real inference call.
+    """
+    with _frozen_session(frozen_pb, feeds, outputs) as (sess, fetches, feed_dict):
+        return _time(lambda: sess.run(fetches, feed_dict), _batch_size(feeds.values()),
+                     warmup, runs)
+
+
+def latency_tflite(model_path: Path, feeds: Sequence[np.ndarray], *, warmup: int = 3,
+                   runs: int = 20) -> dict:
+    """Time set_tensor + invoke + get_tensor, the TFLite equivalent of session.run."""
+    interpreter = load_interpreter(model_path=str(model_path))
+    return _time(_tflite_runner(interpreter, feeds), _batch_size(feeds), warmup, runs)
+
+
+def load_interpreter(**kwargs):
+    """`tf.lite.Interpreter(**kwargs)` with tensors allocated.
+
+    TF 2.21 warns on every construction that tf.lite.Interpreter moves to the
+    ai_edge_litert package; that is not actionable here, so it is silenced.
+    """
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated")
+        interpreter = tf.lite.Interpreter(**kwargs)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+@contextlib.contextmanager
+def _frozen_session(frozen_pb, feeds, outputs):
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(Path(frozen_pb).read_bytes())
+    except OSError as e:
+        raise StageFailed(f"cannot read frozen graph {frozen_pb}: {e.strerror}: rebuild it") from None
+    except Exception:  # protobuf DecodeError
+        raise StageFailed(f"{frozen_pb} is not a binary GraphDef: rebuild the frozen graph") from None
+    with tf.Graph().as_default() as graph:
+        try:
+            tf.compat.v1.import_graph_def(graph_def, name="")
+        except (ValueError, tf.errors.OpError) as e:  # e.g. an op this TF build lacks
+            raise StageFailed(f"cannot import {frozen_pb}: {_first_line(e)}") from None
+
+        def tensor(name):
+            try:
+                return graph.get_tensor_by_name(name if ":" in name else name + ":0")
+            except (KeyError, ValueError):
+                raise NodeNotFound(f"node {name!r} is not in {frozen_pb}: check the "
+                                   f"input/output names in the target") from None
+
+        feed_dict = {tensor(k): v for k, v in feeds.items()}
+        fetches = [tensor(o) for o in outputs]
+        with tf.compat.v1.Session(graph=graph) as sess:
+            try:
+                yield sess, fetches, feed_dict
+            except (tf.errors.OpError, ValueError) as e:  # e.g. a feed of the wrong shape
+                raise StageFailed(f"running {frozen_pb} failed: {_first_line(e)}") from None
+
+
+def _tflite_runner(interpreter, feeds):
+    inputs = interpreter.get_input_details()
+    if len(feeds) != len(inputs):
+        raise StageFailed(f"the TFLite model has {len(inputs)} inputs but {len(feeds)} "
+                          f"arrays were given")
+    feeds = [np.asarray(f, dtype=d["dtype"]) for f, d in zip(feeds, inputs)]
+    if any(list(f.shape) != list(d["shape"]) for f, d in zip(feeds, inputs)):
+        # e.g. batch 1 data on a batch-4 model: resize rather than refuse.
+        try:
+            for f, d in zip(feeds, inputs):
+                interpreter.resize_tensor_input(d["index"], list(f.shape))
+            interpreter.allocate_tensors()
+        except (RuntimeError, ValueError) as e:
+            shapes = [list(map(int, d["shape"])) for d in inputs]
+            raise StageFailed(f"the TFLite model takes inputs of shape {shapes} and cannot be "
+                              f"resized to {[list(f.shape) for f in feeds]}: {_first_line(e)}") from None
+    outputs = [d["index"] for d in interpreter.get_output_details()]
+
+    def run():
+        for f, d in zip(feeds, inputs):
+            interpreter.set_tensor(d["index"], f)
+        interpreter.invoke()
+        return [interpreter.get_tensor(i) for i in outputs]
+
+    return run
+
+
+def _first_line(e: Exception) -> str:
+    text = getattr(e, "message", None) or str(e)
+    return next((l.strip() for l in text.splitlines() if l.strip()), type(e).__name__)
+
+
+def _batch_size(feeds) -> int:
+    feeds = list(feeds)
+    return int(np.shape(feeds[0])[0]) if feeds and np.ndim(feeds[0]) else 1
+
+
+def _time(call, batch_size: int, warmup: int, runs: int) -> dict:
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
+    for _ in range(warmup):  # first calls allocate memory and pick kernels
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    median = float(np.median(times))
+    return {
+        "median_ms": median * 1e3,
+        "p90_ms": float(np.percentile(times, 90)) * 1e3,
+        "throughput_per_s": batch_size / median,
+        "batch_size": batch_size,
+        "runs": runs,
+    }

@@ -1,0 +1,93 @@
+"""All terminal output goes through one Reporter (one rich Console).
+
+Tests build a Reporter on a plain-text console and read what a person sees.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+STATUS_STYLE = {"built": "green", "fresh": "dim", "failed": "bold red",
+                "planned": "yellow", "skipped": "dim red"}
+
+
+def human_size(n: Optional[int]) -> str:
+    if n is None:
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+class Reporter:
+    def __init__(self, console: Optional[Console] = None):
+        self.console = console or Console(highlight=False)
+        self.err = Console(stderr=True, highlight=False) if console is None else console
+
+    def info(self, text: str) -> None:
+        self.console.print(text)
+
+    def warn(self, text: str) -> None:
+        self.err.print(f"[yellow]warning:[/] {text}")
+
+    def error(self, text: str) -> None:
+        self.err.print(f"[bold red]tfbuild: error:[/] {text}", soft_wrap=True, markup=True)
+
+    @contextlib.contextmanager
+    def running(self, stage: str, detail: str = "") -> Iterator[None]:
+        """A live line with the stage name and elapsed time while it runs."""
+        columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn()]
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            progress.add_task(f"building {stage} {detail}".rstrip(), total=None)
+            yield
+
+    def plan(self, target: str, decisions: Sequence) -> None:
+        table = Table(title=f"plan for {target}", title_justify="left")
+        for col in ("stage", "status", "reason"):
+            table.add_column(col)
+        for d in decisions:
+            status = "stale" if d.stale else "fresh"
+            table.add_row(d.name, f"[{'yellow' if d.stale else 'dim'}]{status}[/]", d.reason)
+        self.console.print(table)
+
+    def summary(self, report: dict) -> None:
+        table = Table(title=f"{report['target']}: {'ok' if report['ok'] else 'FAILED'}",
+                      title_justify="left")
+        for col, kw in (("stage", {}), ("status", {}), ("reason", {"overflow": "fold"}),
+                        ("seconds", {"justify": "right"}), ("artifact", {"overflow": "fold"}),
+                        ("size", {"justify": "right"})):
+            table.add_column(col, **kw)
+        for s in report["stages"]:
+            style = STATUS_STYLE.get(s["status"], "")
+            table.add_row(s["name"], f"[{style}]{s['status']}[/]", s["reason"],
+                          f"{s['seconds']:.1f}", _short(s.get("link") or s.get("artifact")),
+                          human_size(s.get("size")))
+        self.console.print(table)
+        if report.get("artifact"):
+            final = report["stages"][-1].get("link") or report["artifact"]
+            self.console.print(f"artifact: {_short(final)} -> {report['artifact']}")
+
+
+def _short(path: Optional[str]) -> str:
+    if not path:
+        return ""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)

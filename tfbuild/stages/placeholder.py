@@ -1,0 +1,145 @@
+"""placeholder: the inference graph with named inputs, restored from training.
+
+Rebuilds the model with `is_training=False` on named placeholders (one tower
+per device, sharing variables, as in the post's multi-GPU variant), restores
+the EMA shadow values (or the raw variables when `ema_decay` is null) and
+saves a new checkpoint with its `.meta`.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Dict, List
+
+from ..errors import CheckpointError, ConfigError, first_line
+
+ARTIFACT = None
+PREFIX = "model.ckpt"
+_IGNORED = ("ExponentialMovingAverage", "Momentum", "Adam", "global_step", "beta1_power",
+            "beta2_power", "RMSProp")
+
+
+def check(cfg) -> None:
+    p = cfg.placeholder
+    if not p.inputs:
+        raise ConfigError("placeholder.inputs is empty: name at least one input, e.g. "
+                          "{name: input, shape: [null, 224, 224, 3], dtype: float32}")
+    for i, spec in enumerate(p.inputs):
+        if any(d is not None and d <= 0 for d in spec.shape):
+            raise ConfigError(f"placeholder.inputs[{i}].shape {spec.shape}: dimensions must be > 0 or null")
+    if p.ema_decay is not None and not 0 < p.ema_decay < 1:
+        raise ConfigError(f"placeholder.ema_decay={p.ema_decay}: use a decay in (0, 1) or null")
+
+
+def source_prefix(ctx) -> str:
+    if "train" in ctx.inputs:
+        return str(ctx.inputs["train"] / ctx.metadata["train"]["checkpoint"])
+    from .tf_session import checkpoint_prefix
+    return checkpoint_prefix(ctx.files["checkpoint"][0])
+
+
+def build(ctx) -> dict:
+    import tensorflow as tf
+
+    from .tf_session import session
+
+    cfg, p = ctx.cfg, ctx.cfg.placeholder
+    prefix = source_prefix(ctx)
+    stored = _checkpoint_shapes(prefix)
+    graph = tf.Graph()
+    with graph.as_default():
+        towers = _build_towers(cfg)
+        var_map = _restore_map(p.ema_decay)
+        _check_variables(var_map, stored, prefix)
+        restorer = tf.compat.v1.train.Saver(var_list=var_map)
+        saver = tf.compat.v1.train.Saver(save_relative_paths=True)
+        with session(graph) as sess:
+            try:
+                restorer.restore(sess, prefix)
+            except (tf.errors.DataLossError, tf.errors.OpError) as e:
+                raise CheckpointError(f"cannot restore {prefix}: {first_line(e)}") from None
+            saver.save(sess, str(ctx.out / PREFIX), write_state=True)
+    return {"checkpoint": PREFIX, "inputs": towers["inputs"], "outputs": towers["outputs"],
+            "ema_restored": p.ema_decay is not None, "devices": list(p.devices)}
+
+
+def _build_towers(cfg) -> Dict[str, List]:
+    import tensorflow as tf
+
+    from ..preprocess import preprocess
+
+    p = cfg.placeholder
+    devices = list(p.devices) or [None]
+    inputs, outputs = [], []
+    for i, device in enumerate(devices):
+        scope = f"Card_{i}" if p.devices else None
+        with tf.device(device), _maybe_scope(scope):
+            feeds = [tf.compat.v1.placeholder(tf.as_dtype(s.dtype), s.shape, name=s.name) for s in p.inputs]
+            try:
+                logits = _logits(cfg, [preprocess(feeds[0], p.preprocessing), *feeds[1:]])
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"placeholder.inputs shape {list(p.inputs[0].shape)} does not fit "
+                                  f"the model: {first_line(e)}") from None
+            logits = tf.identity(logits, name="logits")
+            probs = tf.nn.softmax(logits, name=p.output)
+        inputs += [{"name": f.op.name, "shape": f.shape.as_list(), "dtype": f.dtype.name} for f in feeds]
+        outputs += [logits.op.name, probs.op.name]
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def _maybe_scope(scope):
+    import contextlib
+
+    import tensorflow as tf
+    return tf.name_scope(scope) if scope else contextlib.nullcontext()
+
+
+def _logits(cfg, tensors):
+    m = cfg.model
+    if m._target_:
+        module_name, _, fn_name = m._target_.rpartition(".")
+        try:
+            fn = getattr(importlib.import_module(module_name), fn_name)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ConfigError(f"model._target_={m._target_!r} cannot be imported ({e}): give "
+                              "package.module.function, importable from where tfbuild runs") from None
+        return fn(*tensors, **dict(m.params))
+    from ..models import build_logits
+    from .train import _model_dict
+    return build_logits(_model_dict(m), tensors[0], is_training=False)
+
+
+def _restore_map(ema_decay) -> dict:
+    import tensorflow as tf
+    if ema_decay is None:
+        return {v.op.name: v for v in tf.compat.v1.global_variables()}
+    # Trainable weights come from their shadow copies; BN moving stats as they are.
+    return tf.compat.v1.train.ExponentialMovingAverage(ema_decay).variables_to_restore()
+
+
+def _checkpoint_shapes(prefix: str) -> Dict[str, List[int]]:
+    import tensorflow as tf
+    try:
+        return dict(tf.train.list_variables(prefix))
+    except Exception as e:  # DataLossError, NotFoundError, OutOfRangeError...
+        raise CheckpointError(f"checkpoint {prefix} is corrupt or truncated: {first_line(e)}") from None
+
+
+def _check_variables(var_map: dict, stored: Dict[str, List[int]], prefix: str) -> None:
+    missing = sorted(name for name in var_map if name not in stored)
+    wrong = sorted(f"{n} (model {var_map[n].shape.as_list()}, checkpoint {stored[n]})"
+                   for n in var_map if n in stored and var_map[n].shape.as_list() != list(stored[n]))
+    if not missing and not wrong:
+        return
+    used = set(var_map)
+    unexpected = sorted(n for n in stored if n not in used and not any(s in n for s in _IGNORED))
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)}: {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}")
+    if unexpected:
+        parts.append(f"unexpected: {', '.join(unexpected[:4])}{' …' if len(unexpected) > 4 else ''}")
+    if wrong:
+        parts.append(f"shape mismatch: {', '.join(wrong[:3])}")
+    raise CheckpointError(f"checkpoint {prefix} does not match the model ({'; '.join(parts)}): "
+                          "check model.* and placeholder.inputs, or placeholder.ema_decay "
+                          "(null restores raw variables)")
+

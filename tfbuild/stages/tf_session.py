@@ -1,0 +1,30 @@
+"""Small TensorFlow helpers shared by the stages (imported inside `build` only)."""
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Iterable, List
+
+import tensorflow as tf
+
+# Quiet TF's C++ logging; our reporter says what matters.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def session(graph: tf.Graph) -> tf.compat.v1.Session:
+    # Soft placement: graphs built for '/gpu:N' towers must still load on a CPU machine.
+    config = tf.compat.v1.ConfigProto(allow_soft_placement=True, inter_op_parallelism_threads=1)
+    return tf.compat.v1.Session(graph=graph, config=config)
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 5) -> List[str]:
+    candidates = list(candidates)
+    close = difflib.get_close_matches(name, candidates, n=n, cutoff=0.4)
+    if len(close) < n:  # names often differ by scope: also match on the last component
+        tail = name.rsplit("/", 1)[-1]
+        close += [c for c in candidates if c.rsplit("/", 1)[-1] == tail and c not in close]
+    return close[:n]
+
+
+def checkpoint_prefix(index_file) -> str:
+    return str(index_file)[: -len(".index")]

@@ -1,0 +1,65 @@
+"""train: a seeded, reproducible training checkpoint for a built-in model.
+
+For demos, tests and CI: synthetic class-dependent images fed by tf.data, like
+a real training job, with batch-norm updates and an ExponentialMovingAverage
+of the weights that the placeholder stage restores. Real users point
+`checkpoint.path` at their own checkpoint instead.
+"""
+from __future__ import annotations
+
+ARTIFACT = None
+PREFIX = "model.ckpt"
+
+
+def synthetic_data(shape, num_classes: int, examples: int, seed: int):
+    """Each class is a different brightness ramp plus noise, in 0..255."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    labels = np.arange(examples) % num_classes
+    ramp = np.linspace(0.0, 1.0, int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    base = (labels[:, None] + 1) / (num_classes + 1)
+    images = base.reshape((-1,) + (1,) * len(shape)) * 255.0 * (0.5 + 0.5 * ramp)
+    images = images + rng.normal(0, 8.0, images.shape)
+    return np.clip(images, 0, 255).astype(np.float32), labels.astype(np.int64)
+
+
+def build(ctx) -> dict:
+    import tensorflow as tf
+
+    from ..graph import train_input_shape
+    from ..models import build_logits
+    from ..preprocess import preprocess
+    from .tf_session import session
+
+    cfg, t = ctx.cfg, ctx.cfg.train
+    shape = train_input_shape(cfg)
+    tf.config.experimental.enable_op_determinism()
+    images, labels = synthetic_data(shape, cfg.model.num_classes, t.examples, t.seed)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(t.seed)
+        data = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(t.batch_size)
+        x, y = tf.compat.v1.data.make_one_shot_iterator(data).get_next()
+        x = preprocess(x, cfg.placeholder.preprocessing if cfg.placeholder else None)
+        logits = build_logits(_model_dict(cfg.model), x, is_training=True)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        loss = loss + tf.add_n(tf.compat.v1.losses.get_regularization_losses() or [tf.constant(0.0)])
+        step = tf.compat.v1.train.get_or_create_global_step()
+        with tf.control_dependencies(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)):
+            opt = tf.compat.v1.train.MomentumOptimizer(t.learning_rate, 0.9)
+            minimize = opt.minimize(loss, global_step=step)
+        ema = tf.compat.v1.train.ExponentialMovingAverage(t.ema_decay, num_updates=step)
+        with tf.control_dependencies([minimize]):
+            train_op = ema.apply(tf.compat.v1.trainable_variables())
+        saver = tf.compat.v1.train.Saver(save_relative_paths=True)
+        with session(graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            losses = [float(sess.run([train_op, loss])[1]) for _ in range(t.steps)]
+            saver.save(sess, str(ctx.out / PREFIX))
+    return {"checkpoint": PREFIX, "steps": t.steps, "first_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None}
+
+
+def _model_dict(model) -> dict:
+    import dataclasses
+    return {k: v for k, v in dataclasses.asdict(model).items() if k not in ("_target_", "params")}

@@ -1,0 +1,100 @@
+"""The artifact store: one directory per (stage, fingerprint) under build_dir.
+
+A stage builds into a private temporary directory; `publish` writes the
+manifest (output digests and the stage's metadata) and renames the directory
+into place, so a directory in the store is either complete or absent. Two
+targets or sweep jobs that need the same artifact find it under the same key;
+a per-key file lock makes parallel jobs build it once.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterator, Optional
+
+from .digests import StatCache, sha256_file
+
+MANIFEST = "tfbuild.json"
+MEASUREMENT = "bench.json"  # not an output: re-measuring changes no fingerprint
+
+
+class Store:
+    def __init__(self, build_dir: Path):
+        self.root = build_dir
+        self.meta_dir = build_dir / ".tfbuild"
+
+    def path(self, stage: str, fingerprint: str) -> Path:
+        return self.root / "store" / stage / fingerprint[:24]
+
+    def manifest(self, stage: str, fingerprint: str) -> Optional[dict]:
+        try:
+            return json.loads((self.path(stage, fingerprint) / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def damage(self, stage: str, fingerprint: str, cache: StatCache) -> Optional[str]:
+        """Why the published artifact can't be trusted, or None if it is intact."""
+        manifest = self.manifest(stage, fingerprint)
+        if manifest is None:
+            return "output missing"
+        root = self.path(stage, fingerprint)
+        for name, digest in manifest["outputs"].items():
+            f = root / name
+            if not f.is_file():
+                return f"output {name} missing"
+            if cache.digest(f) != digest:
+                return f"output {name} altered since it was built"
+        return None
+
+    def scratch(self, stage: str) -> Path:
+        tmp = self.root / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{stage}-", dir=tmp))
+
+    def publish(self, stage: str, fingerprint: str, built: Path, metadata: dict,
+                cache: StatCache) -> dict:
+        files = sorted(p for p in built.rglob("*") if p.is_file())
+        outputs = {str(f.relative_to(built)): sha256_file(f) for f in files}
+        manifest = {"stage": stage, "fingerprint": fingerprint, "outputs": outputs,
+                    "metadata": metadata}
+        (built / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        final = self.path(stage, fingerprint)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():  # forced rebuild or a damaged copy: move it aside first
+            doomed = self.scratch(stage + "-old")
+            os.replace(final, doomed / "x")
+            shutil.rmtree(doomed, ignore_errors=True)
+        os.replace(built, final)
+        # The rename keeps inodes and mtimes: record digests under the final paths.
+        for name, digest in outputs.items():
+            cache.remember(final / name, digest)
+        return manifest
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        self.meta_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.meta_dir / f"{name}.lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def link(self, link: Path, target: Path) -> None:
+        """A stable, readable path (build/<target>/<stage>) to a store entry."""
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.with_name(f".{link.name}.{os.getpid()}")
+        if tmp.is_symlink():
+            tmp.unlink()
+        tmp.symlink_to(os.path.relpath(target, link.parent))
+        os.replace(tmp, link)
+
+    def files(self, stage: str, fingerprint: str) -> Dict[str, Path]:
+        root = self.path(stage, fingerprint)
+        manifest = self.manifest(stage, fingerprint) or {"outputs": {}}
+        return {name: root / name for name in manifest["outputs"]}

@@ -1,0 +1,104 @@
+"""Where targets come from: ./targets/ first, then the targets tfbuild ships.
+
+Hydra looks up the `target` config group through `TargetsSource`, a config
+source that maps `target/NAME` onto `targets/NAME.yaml` and puts the file's
+keys at the top level (package `_global_`), so `trt.precision=FP16` on the
+command line addresses the target's own keys.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import List, Optional
+
+from hydra.core.object_type import ObjectType
+from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
+from omegaconf import OmegaConf
+
+from .errors import TargetNotFound
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def data_dir(name: str) -> Path:
+    """`conf` or `targets`: beside the package in a checkout, inside it in a wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / name, here.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"tfbuild is installed without its {name}/ folder")
+
+
+def target_dirs() -> List[Path]:
+    return [Path.cwd() / "targets", data_dir("targets")]
+
+
+def available() -> List[str]:
+    names = {p.stem for d in target_dirs() if d.is_dir() for p in d.glob("*.yaml")}
+    return sorted(names)
+
+
+def check_name(name: str) -> None:
+    """Fail early, with the list of targets, on a name that is unknown or escapes targets/."""
+    names = available()
+    if not _NAME.match(name) or ".." in name:
+        raise TargetNotFound(
+            f"target name {name!r} is not a plain file name: targets are targets/NAME.yaml "
+            f"(available: {', '.join(names)})"
+        )
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise TargetNotFound(
+            f"unknown target {name!r}: {hint}available targets: {', '.join(names)} "
+            f"(looked in ./targets and {data_dir('targets')})"
+        )
+
+
+class TargetsSource(ConfigSource):
+    """Config group `target` backed by a targets/ folder (`local` = cwd, `shipped`)."""
+
+    @staticmethod
+    def scheme() -> str:
+        return "tfbuild-targets"
+
+    def _dir(self) -> Path:
+        return target_dirs()[0 if self.path == "local" else 1]
+
+    def _file(self, config_path: str) -> Optional[Path]:
+        group, _, name = config_path.partition("/")
+        if group != "target" or not name or "/" in name or ".." in name:
+            return None
+        return self._dir() / self._normalize_file_name(name)
+
+    def load_config(self, config_path: str) -> ConfigResult:
+        path = self._file(config_path)
+        if path is None or not path.is_file():
+            raise ConfigLoadError(f"Config not found: {config_path}")
+        text = path.read_text(encoding="utf-8")
+        header = self._get_header_dict(text)
+        header["package"] = header["package"] or "_global_"
+        return ConfigResult(
+            config=OmegaConf.create(text),
+            path=self.full_path(),
+            provider=self.provider,
+            header=header,
+        )
+
+    def available(self) -> bool:
+        return self._dir().is_dir()
+
+    def is_group(self, config_path: str) -> bool:
+        return config_path in ("", "target") and self.available()
+
+    def is_config(self, config_path: str) -> bool:
+        path = self._file(config_path)
+        return path is not None and path.is_file()
+
+    def list(self, config_path: str, results_filter: Optional[ObjectType]) -> List[str]:
+        if config_path == "" and results_filter != ObjectType.CONFIG:
+            return ["target"] if self.available() else []
+        if config_path != "target" or results_filter == ObjectType.GROUP:
+            return []
+        return sorted(p.stem for p in self._dir().glob("*.yaml"))
