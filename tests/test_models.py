@@ -139,7 +139,8 @@ def test_towers_share_variables_and_prefix_ops():
         assert per_card[0] == per_card[1] == len(convs) // 2 > 0
         # Each tower's side effects are found by filtering on its scope.
         for key in (v1.GraphKeys.UPDATE_OPS, v1.GraphKeys.REGULARIZATION_LOSSES):
-            assert len(v1.get_collection(key, "Card_0/")) == len(v1.get_collection(key, "Card_1/")) > 0
+            counts = [len(v1.get_collection(key, card)) for card in ("Card_0/", "Card_1/")]
+            assert counts[0] == counts[1] > 0
 
 
 def _fresh_init_values(seed=None):
@@ -188,7 +189,8 @@ def test_mnist_softmax():
 def test_unknown_name_and_missing_keys_raise_config_error():
     with tf.Graph().as_default():
         images = _images()
-        with pytest.raises(ConfigError, match=r"unknown model name 'resnet'.*densenet, mnist_softmax"):
+        with pytest.raises(ConfigError,
+                           match=r"unknown model name 'resnet'.*densenet, mnist_softmax"):
             build_logits({"name": "resnet"}, images, True)
         with pytest.raises(ConfigError, match="model.name"):
             build_logits({}, images, True)

@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import hydra
+# Before anything imports TensorFlow: its C++ INFO/WARNING lines are noise here.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import hydra  # noqa: E402
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
@@ -146,7 +149,13 @@ def one_line(text: str) -> str:
     """OmegaConf/Hydra messages span lines (full_key, object_type...): keep what helps."""
     lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
     lines = [l for l in lines if not l.startswith(("Set the environment variable HYDRA_FULL_ERROR",
-                                                    "object_type=", "reference_type="))]
+                                                    "object_type=", "reference_type=", "warnings.warn"))
+             and "Warning:" not in l]
+    if "Traceback (most recent call last)" in text:  # Hydra shows traces for non-Hydra errors
+        lines = lines[-1:]
+    if lines and "Unexpected type for root: NoneType" in lines[0]:
+        return ("a key was set inside a section that is null in this target: set the whole "
+                "section instead, e.g. tflite={precision: FP16} or +tflite=fp16")
     key = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("full_key:")), None)
     lines = [l for l in lines if not l.startswith("full_key:")]
     unknown = re.search(r"Key '([^']+)' not in '(\w+)'", text)

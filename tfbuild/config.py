@@ -75,7 +75,7 @@ class FreezeCfg:
     clear_devices: bool = True
     constants: Dict[str, Any] = field(default_factory=dict)
     variable_denylist: List[str] = field(default_factory=list)
-    tolerance: float = 1e-5
+    tolerance: float = 1e-4
 
 
 @dataclass
@@ -94,14 +94,14 @@ class TrtCfg:
     minimum_segment_size: int = 3
     is_dynamic_op: bool = False
     maximum_cached_engines: int = 1
-    calibration: Optional[CalibrationCfg] = None
+    calibration: CalibrationCfg = field(default_factory=CalibrationCfg)
 
 
 @dataclass
 class TfliteCfg:
     precision: str = "FP32"
     batch_size: int = 1
-    calibration: Optional[CalibrationCfg] = None
+    calibration: CalibrationCfg = field(default_factory=CalibrationCfg)
 
 
 @dataclass
@@ -121,7 +121,7 @@ class Config:
     force: Any = False
     verify: bool = False
     description: str = ""
-    checkpoint: Optional[CheckpointCfg] = None
+    checkpoint: CheckpointCfg = field(default_factory=CheckpointCfg)
     train: Optional[TrainCfg] = None
     model: Optional[ModelCfg] = None
     placeholder: Optional[PlaceholderCfg] = None

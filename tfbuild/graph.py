@@ -55,7 +55,7 @@ def make_graph(cfg: Config) -> List[Stage]:
     stages: List[Stage] = []
     ckpt_dep: Tuple[str, ...] = ()
     ckpt_files: Dict[str, List[Path]] = {}
-    if cfg.checkpoint is not None and cfg.checkpoint.path:
+    if cfg.checkpoint.path:
         if cfg.train is not None:
             raise ConfigError("set either checkpoint.path (your checkpoint) or train "
                               "(tfbuild trains a demo model), not both: add train=null")
@@ -83,7 +83,7 @@ def make_graph(cfg: Config) -> List[Stage]:
         section = getattr(cfg, name)
         if section is not None:
             files = {}
-            if section.calibration is not None and section.calibration.path:
+            if section.calibration.path:
                 from .calibration import calibration_files
                 files = {"calibration": calibration_files(section.calibration.path)}
             stages.append(Stage(name, flatten(name, section), ("freeze",), files))

@@ -123,7 +123,9 @@ def _frozen_session(frozen_pb, feeds, outputs):
 
         feed_dict = {tensor(k): v for k, v in feeds.items()}
         fetches = [tensor(o) for o in outputs]
-        with tf.compat.v1.Session(graph=graph) as sess:
+        # Soft placement: graphs frozen with '/gpu:N' devices kept must run on CPU too.
+        config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+        with tf.compat.v1.Session(graph=graph, config=config) as sess:
             try:
                 yield sess, fetches, feed_dict
             except (tf.errors.OpError, ValueError) as e:  # e.g. a feed of the wrong shape

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -37,10 +38,10 @@ class Reporter:
         self.console.print(text)
 
     def warn(self, text: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {text}")
+        self.err.print(f"[yellow]warning:[/] {escape(text)}")
 
     def error(self, text: str) -> None:
-        self.err.print(f"[bold red]tfbuild: error:[/] {text}", soft_wrap=True, markup=True)
+        self.err.print(f"[bold red]tfbuild: error:[/] {escape(text)}", soft_wrap=True)
 
     @contextlib.contextmanager
     def running(self, stage: str, detail: str = "") -> Iterator[None]:
@@ -56,7 +57,7 @@ class Reporter:
             table.add_column(col)
         for d in decisions:
             status = "stale" if d.stale else "fresh"
-            table.add_row(d.name, f"[{'yellow' if d.stale else 'dim'}]{status}[/]", d.reason)
+            table.add_row(d.name, f"[{'yellow' if d.stale else 'dim'}]{status}[/]", escape(d.reason))
         self.console.print(table)
 
     def summary(self, report: dict) -> None:
@@ -68,7 +69,7 @@ class Reporter:
             table.add_column(col, **kw)
         for s in report["stages"]:
             style = STATUS_STYLE.get(s["status"], "")
-            table.add_row(s["name"], f"[{style}]{s['status']}[/]", s["reason"],
+            table.add_row(s["name"], f"[{style}]{s['status']}[/]", escape(s["reason"]),
                           f"{s['seconds']:.1f}", _short(s.get("link") or s.get("artifact")),
                           human_size(s.get("size")))
         self.console.print(table)

@@ -87,10 +87,10 @@ class TargetsSource(ConfigSource):
         )
 
     def available(self) -> bool:
-        return self._dir().is_dir()
+        return True  # ./targets may not exist; that is not worth a warning
 
     def is_group(self, config_path: str) -> bool:
-        return config_path in ("", "target") and self.available()
+        return config_path == "" or (config_path == "target" and self._dir().is_dir())
 
     def is_config(self, config_path: str) -> bool:
         path = self._file(config_path)
@@ -98,7 +98,7 @@ class TargetsSource(ConfigSource):
 
     def list(self, config_path: str, results_filter: Optional[ObjectType]) -> List[str]:
         if config_path == "" and results_filter != ObjectType.CONFIG:
-            return ["target"] if self.available() else []
+            return ["target"] if self._dir().is_dir() else []
         if config_path != "target" or results_filter == ObjectType.GROUP:
             return []
         return sorted(p.stem for p in self._dir().glob("*.yaml"))
