@@ -55,7 +55,9 @@ def build(ctx) -> dict:
         with session(graph) as sess:
             sess.run(tf.compat.v1.global_variables_initializer())
             losses = [float(sess.run([train_op, loss])[1]) for _ in range(t.steps)]
-            saver.save(sess, str(ctx.out / PREFIX))
+            # No .meta: tf.data function names in it carry per-process counters, so it
+            # would differ between identical builds; the placeholder stage rebuilds the graph.
+            saver.save(sess, str(ctx.out / PREFIX), write_meta_graph=False)
     return {"checkpoint": PREFIX, "steps": t.steps, "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else None}
 
