@@ -55,7 +55,7 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
                               f"dimension may be unknown, give the others fixed sizes")
         input_shapes[_node_name(spec["name"])] = [batch_size, *shape[1:]]
     if precision == "INT8":
-        representative = _representative_dataset(inputs, calibration)
+        representative = _representative_dataset(inputs, calibration, batch_size)
 
     import tensorflow as tf  # lazy: keeps `import tfbuild...` fast
 
@@ -105,7 +105,7 @@ def _node_name(name: str) -> str:
     return name[:-2] if name.endswith(":0") else name
 
 
-def _representative_dataset(inputs: Sequence[Mapping], calibration):
+def _representative_dataset(inputs: Sequence[Mapping], calibration, batch_size: int):
     if calibration is None or len(calibration) == 0:
         raise CalibrationError("INT8 conversion needs calibration data: set calibration.path "
                                "(or calibration.random: true for a demo)")
@@ -120,10 +120,13 @@ def _representative_dataset(inputs: Sequence[Mapping], calibration):
     dtype = np.dtype(inputs[0].get("dtype", "float32"))
 
     def dataset():
-        # One sample at a time: the calibrator resizes the input to each
-        # sample, and min/max statistics do not depend on the batch size.
-        for sample in calibration:
-            yield [np.asarray(sample[None], dtype=dtype)]
+        # Whole batches of the model's fixed size: a graph with a reshape to
+        # [batch, classes] (DenseNet's squeeze) cannot take one sample at a time.
+        # Cycling fills the last batch; min/max statistics do not mind repeats.
+        n = len(calibration)
+        for start in range(0, n, batch_size):
+            idx = [(start + i) % n for i in range(batch_size)]
+            yield [np.asarray(calibration[idx], dtype=dtype)]
 
     return dataset
 
