@@ -200,17 +200,3 @@ def test_unknown_name_and_missing_keys_raise_config_error():
             build_logits({**TINY, "blocks": []}, images, True)
         with pytest.raises(ConfigError, match="num_classes"):
             build_logits({"name": "mnist_softmax"}, images, True)
-
-
-def test_target_names_a_custom_builder(tmp_path, monkeypatch):
-    (tmp_path / "my_zoo.py").write_text(
-        "import tensorflow as tf\n"
-        "def tiny(model, images, is_training):\n"
-        "    return tf.zeros([tf.shape(images)[0], model['num_classes']])\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with tf.Graph().as_default():
-        images = _images()
-        logits = build_logits({"_target_": "my_zoo.tiny", "num_classes": 3}, images, False)
-        assert logits.shape.as_list() == [None, 3]
-        with pytest.raises(ConfigError, match="my_zoo.nope"):
-            build_logits({"_target_": "my_zoo.nope"}, images, False)

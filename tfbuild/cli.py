@@ -64,7 +64,11 @@ def run_job(dcfg: DictConfig, reporter: Reporter) -> int:
         else:
             link_dir = Path(hc.runtime.output_dir) if multirun else None
             report = build_target(cfg, target, reporter, lock_key=lock_key, link_dir=link_dir)
-        if not cfg.dry_run:
+        if multirun:  # one line per job; the sweep ends with one table
+            built = ",".join(s["name"] for s in report["stages"] if s["status"] == "built")
+            reporter.info(f"job {hc.job.num} ({' '.join(job_overrides)}): "
+                          f"{'ok' if report['ok'] else 'FAILED'}, built: {built or 'nothing'}")
+        elif not cfg.dry_run:
             reporter.summary(report)
         code = 0 if report["ok"] else 1
     except TfbuildError as e:

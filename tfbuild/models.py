@@ -17,9 +17,8 @@ name scope: in a multi-tower graph filter them by tower, e.g.
 
 from __future__ import annotations
 
-import importlib
 import zlib
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import tensorflow as tf
 
@@ -31,9 +30,6 @@ _UNKNOWN = ("unknown model name {name!r}; built-in models: densenet, mnist_softm
 
 def build_logits(model: Mapping[str, Any], images: tf.Tensor, is_training: bool) -> tf.Tensor:
     """Build the model's graph on `images` and return logits [batch, num_classes]."""
-    target = model.get("_target_")
-    if target is not None:
-        return _resolve_target(target)(model, images, is_training)
     name = _require(model, "name")
     builder = _BUILDERS.get(name)
     if builder is None:
@@ -62,17 +58,6 @@ def _number(model: Mapping[str, Any], key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"model.{key} must be a number, got {value!r}")
     return float(value)
-
-
-def _resolve_target(target: Any) -> Callable[..., tf.Tensor]:
-    module_name, _, attr = str(target).rpartition(".")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr) if module_name else None
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"model._target_ {target!r} cannot be imported: {exc}") from exc
-    if not callable(fn):
-        raise ConfigError(f"model._target_ {target!r} is not a package.module.function")
-    return fn
 
 
 # --------------------------------------------------------------------------- layers

@@ -18,8 +18,9 @@ from .report import Reporter, human_size, write_json
 
 _state = {"code": 0}
 
-COLUMNS = ("job", "overrides", "stage", "precision", "batch", "size", "parity", "latency_ms",
-           "p90_ms", "per_s", "built", "status")
+COLUMNS = ("job", "stage", "precision", "batch", "size", "parity", "latency_ms", "p90_ms",
+           "per_s", "built", "status")
+FIELDS = (*COLUMNS, "overrides", "error", "code")
 
 
 def exit_code() -> int:
@@ -68,7 +69,7 @@ def summarize(sweep_dir: Path, reporter: Reporter) -> int:
             reporter.error(f"job {r['job']} ({r['overrides']}): {r['error']}")
     write_json(sweep_dir / "summary.json", {"jobs": rows})
     with open(sweep_dir / "summary.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, "error", "code"])
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
     reporter.info(f"sweep table: {sweep_dir / 'summary.csv'} and summary.json")

@@ -130,7 +130,7 @@ def _check_variables(var_map: dict, stored: Dict[str, List[int]], prefix: str) -
                    for n in var_map if n in stored and var_map[n].shape.as_list() != list(stored[n]))
     if not missing and not wrong:
         return
-    used = set(var_map)
+    used = set(var_map) | {n.rsplit("/", 1)[0] for n in var_map if n.endswith("/ExponentialMovingAverage") and n in stored}
     unexpected = sorted(n for n in stored if n not in used and not any(s in n for s in _IGNORED))
     parts = []
     if missing:
