@@ -48,7 +48,7 @@ def fail(tfbuild, build_dir: Path, target: str, *args: str, code: int = 2):
     assert "Traceback" not in run.err + run.out
     # The failing stage published nothing (and no scratch directory was left over).
     assert store_dirs(build_dir) == before
-    assert not list((build_dir / "tmp").glob("*")) if (build_dir / "tmp").is_dir() else True
+    assert not list((build_dir / "tmp").glob("*"))
     assert not (build_dir / "bad.lock").exists()
     return lines[0][len("tfbuild: error: "):]
 
@@ -391,17 +391,33 @@ def test_input_shape_that_does_not_fit_the_model(tfbuild, B):
 
 def test_constant_on_a_non_placeholder(tfbuild, B):
     build(tfbuild, B, "tiny_frozen")
+    message = fail(tfbuild, B, "tiny_frozen", "+freeze.constants={probs: 1.0}")
+    assert "not a placeholder" in message and "'probs'" in message and "Softmax" in message
+
+
+def test_new_constant_without_plus_says_how(tfbuild, B):
+    # Hydra locks config dicts against new keys; the message tells how to add one.
     message = fail(tfbuild, B, "tiny_frozen", "freeze.constants={probs: 1.0}")
-    assert "not a placeholder" in message and "probs" in message
+    assert "+freeze.constants.probs=" in message
 
 
-def test_truncated_checkpoint(tfbuild, project, B):
+def truncated_checkpoint_message(tfbuild, project, B) -> tuple:
     run = build(tfbuild, B, "tiny_frozen")
     prefix = copy_checkpoint(art(run, "train"), project / "broken")
     data = Path(f"{prefix}.data-00000-of-00001")
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
-    message = fail(tfbuild, B, "tiny_frozen", "train=null", f"checkpoint.path={prefix}")
+    return prefix, fail(tfbuild, B, "tiny_frozen", "train=null", f"checkpoint.path={prefix}")
+
+
+def test_truncated_checkpoint(tfbuild, project, B):
+    prefix, message = truncated_checkpoint_message(tfbuild, project, B)
     assert str(prefix) in message
+
+
+def test_truncated_checkpoint_message_gives_the_cause(tfbuild, project, B):
+    _, message = truncated_checkpoint_message(tfbuild, project, B)
+    assert "Graph execution error" not in message
+    assert "read less bytes" in message.lower() or "truncated" in message.lower()
 
 
 def test_checkpoint_that_does_not_match_the_model(tfbuild, project, B):
@@ -410,4 +426,5 @@ def test_checkpoint_that_does_not_match_the_model(tfbuild, project, B):
     message = fail(tfbuild, B, "tiny_frozen", "train=null", f"checkpoint.path={prefix}",
                    "model.growth_rate=12")
     assert str(prefix) in message
-    assert "does not match" in message and "densenet/" in message
+    assert "does not match" in message and "shape mismatch: densenet/" in message
+    assert "unexpected" not in message  # same variable names, other shapes

@@ -162,6 +162,11 @@ def one_line(text: str) -> str:
                 "section instead, e.g. tflite={precision: FP16} or +tflite=fp16")
     key = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("full_key:")), None)
     lines = [l for l in lines if not l.startswith("full_key:")]
+    new_key = re.search(r"Could not override '([^']+)'.*?Key '([^']+)' is not in struct", text, re.S)
+    if new_key:
+        full = f"{new_key.group(1)}.{new_key.group(2)}"
+        return (f"{full} is a new key in {new_key.group(1)}: add it with a leading '+', "
+                f"e.g. +{full}=VALUE")
     unknown = re.search(r"Key '([^']+)' not in '(\w+)'", text)
     if unknown and key:
         return _unknown_key(key, unknown.group(2))

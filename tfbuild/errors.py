@@ -52,4 +52,9 @@ def first_line(error: BaseException) -> str:
     """The first non-empty line of an exception (TF errors carry pages of context)."""
     text = getattr(error, "message", None) or str(error)
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if lines and lines[0].startswith("Graph execution error"):
+        # TF puts the cause after a Python stack of where the op was defined.
+        causes = [l for l in lines[1:] if not l.startswith(("[[", "File ", "Detected at node",
+                                                             "Node:", "Original stack"))]
+        return causes[-1] if causes else lines[0]
     return lines[0] if lines else type(error).__name__
