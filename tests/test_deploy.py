@@ -122,3 +122,14 @@ def test_benchmark_is_recorded_and_not_a_build_input(project):
     assert main(["target=tiny_tflite", "report_file=r.json", "bench.again=true", "bench.runs=5"]) == 0
     report = json.loads(Path("r.json").read_text())
     assert {s["status"] for s in report["stages"]} == {"fresh"}
+
+
+def test_parallel_sweep_builds_shared_stages_once(project, tfbuild):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    run = tfbuild("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "target=tiny_tflite",
+                  "tflite.precision=FP32,FP16")
+    assert run.code == 0, run.err
+    jobs = json.loads(next(Path("build/sweeps").glob("*/summary.json")).read_text())["jobs"]
+    built = [stage for job in jobs for stage in job["built"].split(",") if stage]
+    # Both jobs need train/placeholder/freeze; the store's lock lets only one build them.
+    assert sorted(built) == ["freeze", "placeholder", "tflite", "tflite", "train"]

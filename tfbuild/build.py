@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 from . import lockfile
 from .config import STAGES, Config
 from .digests import StatCache
-from .errors import ConfigError, StageFailed, TfbuildError, UserError
+from .errors import ConfigError, TfbuildError, UserError, first_line
 from .graph import make_graph
 from .report import Reporter, write_json
 from .resolver import Decision, resolve
@@ -73,7 +73,7 @@ def build_target(cfg: Config, target: str, reporter: Reporter, *, lock_key: Opti
             d.status, d.reasons, ok = "failed", [str(e)], False
         except Exception as e:  # a bug or a TF error we did not anticipate: keep the trace
             d.status, ok = "failed", False
-            d.reasons = [f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"]
+            d.reasons = [f"{type(e).__name__}: {first_line(e)}"]
             reporter.err.print(traceback.format_exc(), markup=False)
     cache.save()
     link_dir = link_dir or Path(cfg.build_dir) / target
@@ -186,7 +186,8 @@ def verify(cfg: Config, target: str, reporter: Reporter, lock_key: Optional[str]
                         "(tfbuild target=...) and commit the lock file, then verify")
     with tempfile.TemporaryDirectory(prefix="tfbuild-verify-") as scratch:
         fresh = replace(cfg, build_dir=scratch, force=False, verify=False,
-                        lock_file=str(Path(scratch) / "verify.lock"))
+                        lock_file=str(Path(scratch) / "verify.lock"),
+                        bench=replace(cfg.bench, enabled=False))
         report = build_target(fresh, target, reporter, write_lock=False,
                               link_dir=Path(scratch) / "links")
         for s in report["stages"]:
@@ -202,7 +203,7 @@ def verify(cfg: Config, target: str, reporter: Reporter, lock_key: Optional[str]
                 report["ok"] = False
             elif s["status"] == "built":
                 s["reason"] = "rebuilt from scratch: identical to the lock file"
-            s["artifact"] = None
+            s["artifact"] = s["link"] = None  # the scratch directory is gone
         report["artifact"] = None
     return report
 
