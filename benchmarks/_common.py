@@ -28,11 +28,39 @@ def tfbuild_cmd() -> List[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "tfbuild"]
 
 
+_SNAPSHOT: dict = {}
+
+
 def child_env(**extra: str) -> dict:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if _SNAPSHOT.get("src"):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_SNAPSHOT["src"], env.get("PYTHONPATH")]))
     env.update(extra)
     return env
+
+
+def snapshot_code(tmp: Path) -> str:
+    """Run the children on a copy of tfbuild taken now.
+
+    The tree is edited while benchmarks run; a stage whose code changes
+    mid-benchmark would be rebuilt (its fingerprint covers its code) and spoil
+    the figures. The copy goes first on PYTHONPATH, ahead of the editable
+    install's finder. Returns a line naming the code measured.
+    """
+    src = tmp / "_src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("tfbuild", "conf", "targets"):
+        shutil.copytree(REPO / name, src / name, ignore=ignore)
+    _SNAPSHOT["src"] = str(src)
+    where = subprocess.run([sys.executable, "-c", "import tfbuild; print(tfbuild.__file__)"],
+                           env=child_env(), capture_output=True, text=True, cwd=tmp).stdout.strip()
+    if not where.startswith(str(src)):
+        raise RuntimeError(f"children import tfbuild from {where!r}, not the snapshot in {src}")
+    git = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD") or "?"
+    dirty = git("status", "--porcelain", "--", "tfbuild", "conf", "targets")
+    return f"code: tfbuild at {head}{' + uncommitted changes' if dirty else ''}, copied at start"
 
 
 @dataclass
@@ -104,7 +132,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence], title: str = "") -> 
     cells = [[_fmt(c) for c in r] for r in rows]
     widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h))
               for i, h in enumerate(headers)]
-    line = "+".join("-" * (w + 2) for w in widths)
+    line = "-+-".join("-" * w for w in widths)
     out = [title] if title else []
     out.append(" | ".join(str(h).ljust(w) for h, w in zip(headers, widths)))
     out.append(line)
@@ -132,13 +160,8 @@ def _numeric(text: str) -> bool:
 
 
 def human_size(n: Optional[int]) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024.0
-    return str(n)
+    from tfbuild.report import human_size as size  # one formatting for tables and benchmarks
+    return "-" if n is None else size(n)
 
 
 def verdict(ok: bool, text: str) -> str:

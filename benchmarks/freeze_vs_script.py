@@ -25,8 +25,8 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (banner, human_size, machine, median, read_report, run, statuses,  # noqa: E402
-                     table, tfbuild_cmd, verdict, workdir)
+from _common import (banner, human_size, machine, median, read_report, run, snapshot_code,  # noqa: E402
+                     statuses, table, tfbuild_cmd, verdict, workdir)
 
 TARGET = "densenet169_frozen"
 REPEATS = 3
@@ -39,6 +39,9 @@ BARE = textwrap.dedent("""
     import tensorflow as tf
     t1 = time.perf_counter()
     prefix, out_pb, result = sys.argv[1], sys.argv[2], sys.argv[3]
+    parity = len(sys.argv) > 4 and sys.argv[4] == "--parity"
+    no_grappler = len(sys.argv) > 5 and sys.argv[5] == "--no-grappler"
+    times = {"import_tf": t1 - t0}
     graph = tf.Graph()
     with graph.as_default():
         saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta", clear_devices=True)
@@ -49,13 +52,33 @@ BARE = textwrap.dedent("""
             frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
                 sess, graph.as_graph_def(), ["probs"])
             t4 = time.perf_counter()
+            times.update({"import_meta_graph": t2 - t1, "restore": t3 - t2, "convert": t4 - t3})
+            if parity:  # what tfbuild adds: the checkpoint graph's output on a seeded batch of 2
+                import numpy as np
+                x = np.random.default_rng(0).uniform(0, 255, (2, 256, 256, 3)).astype(np.float32)
+                expected = sess.run("probs:0", {"input:0": x})
+                times["parity_checkpoint_run"] = time.perf_counter() - t4
+    t = time.perf_counter()
     with open(out_pb, "wb") as f:
         f.write(frozen.SerializeToString())
+    times["write"] = time.perf_counter() - t
+    if parity:  # ... and the frozen graph's, read back from disk, compared
+        t = time.perf_counter()
+        with tf.Graph().as_default() as g2:
+            g2_def = tf.compat.v1.GraphDef.FromString(open(out_pb, "rb").read())
+            tf.compat.v1.import_graph_def(g2_def, name="")
+            config = tf.compat.v1.ConfigProto()
+            # Grappler rewrites copy the GraphDef, 48 MB of constants included, pass after pass.
+            config.graph_options.rewrite_options.disable_meta_optimizer = no_grappler
+            with tf.compat.v1.Session(graph=g2, config=config) as sess:
+                got = sess.run("probs:0", {"input:0": x})
+        assert np.abs(got - expected).max() < 1e-4
+        times["parity_frozen_run"] = time.perf_counter() - t
     t5 = time.perf_counter()
-    json.dump({"import_tf": t1 - t0, "import_meta_graph": t2 - t1, "restore": t3 - t2,
-               "convert": t4 - t3, "write": t5 - t4, "total": t5 - t0, "after_import": t5 - t1,
-               "nodes": len(frozen.node)}, open(result, "w"))
+    times.update({"total": t5 - t0, "after_import": t5 - t1, "nodes": len(frozen.node)})
+    json.dump(times, open(result, "w"))
 """)
+
 
 # Runs the CLI in-process and records, per stage that it builds, the stage's
 # wall time and its own peak RSS (VmHWM reset at the stage's start through
@@ -70,7 +93,11 @@ PROBE = textwrap.dedent("""
             if line.startswith(key + ":"):
                 return int(line.split()[1])
 
+    # Resetting VmHWM also resets what the kernel reports as ru_maxrss at exit,
+    # so the process-wide peak is tracked here: the max of VmHWM before each reset.
+    process_peak = [0]
     def reset_peak():
+        process_peak[0] = max(process_peak[0], status("VmHWM"))
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")
@@ -79,12 +106,15 @@ PROBE = textwrap.dedent("""
             return False
 
     steps = {}
+    active = [0]  # how many timed steps are running (Saver.restore and convert run sessions too)
     def timed(label, fn):
         def wrapper(*a, **k):
             t = time.perf_counter()
+            active[0] += 1
             try:
                 return fn(*a, **k)
             finally:
+                active[0] -= 1
                 steps[label] = steps.get(label, 0.0) + time.perf_counter() - t
         return wrapper
 
@@ -100,9 +130,22 @@ PROBE = textwrap.dedent("""
         v1.graph_util.convert_variables_to_constants = timed(
             "convert_variables_to_constants", v1.graph_util.convert_variables_to_constants)
         v1.graph_util.extract_sub_graph = timed("extract_sub_graph", v1.graph_util.extract_sub_graph)
-        tf_session.BaseSession.run = timed("Session.run (all)", tf_session.BaseSession.run)
-        tfbuild.measure.run_frozen = timed("parity: run_frozen (import pb + run)", tfbuild.measure.run_frozen)
-        fz._outputs = timed("_outputs (re-import pb for shapes)", fz._outputs)
+        in_frozen = [False]
+        def session_run(self, *a, _orig=tf_session.BaseSession.run, **k):
+            if in_frozen[0]:
+                return timed("parity: frozen graph sess.run", _orig)(self, *a, **k)
+            if active[0]:  # a run inside restore or convert: counted there
+                return _orig(self, *a, **k)
+            return timed("parity: checkpoint graph sess.run", _orig)(self, *a, **k)
+        tf_session.BaseSession.run = session_run
+        def run_frozen(*a, _orig=tfbuild.measure.run_frozen, **k):
+            in_frozen[0] = True
+            try:
+                return timed("parity: run_frozen total (read + parse + import pb, session, run)", _orig)(*a, **k)
+            finally:
+                in_frozen[0] = False
+        tfbuild.measure.run_frozen = run_frozen
+        fz._outputs = timed("_outputs (re-read + import pb for output shapes)", fz._outputs)
         tfbuild.store.Store.publish = timed("store.publish (hash + rename)", tfbuild.store.Store.publish)
 
     from tfbuild.stages import load
@@ -122,8 +165,10 @@ PROBE = textwrap.dedent("""
     from tfbuild.cli import main
     t = time.perf_counter()
     code = main(args)
-    json.dump({"code": code, "stages": stages, "steps": steps, "main_s": time.perf_counter() - t},
-              open(result, "w"))
+    main_s = time.perf_counter() - t
+    process_peak[0] = max(process_peak[0], status("VmHWM"))
+    json.dump({"code": code, "stages": stages, "steps": steps, "main_s": main_s,
+               "process_peak_rss_kb": process_peak[0]}, open(result, "w"))
     sys.exit(code)
 """)
 
@@ -148,9 +193,10 @@ def mb(kb):
 def main() -> int:
     print("tfbuild freeze-vs-bare-script benchmark —", machine())
     with workdir("freeze") as tmp:
+        print(snapshot_code(tmp), flush=True)
         banner(f"building {TARGET} (train 2 steps + placeholder + freeze), instrumented")
         first, first_probe, first_rep = probe(tmp, "first")
-        print(f"first build: {first.wall_s:.1f} s wall, peak RSS {first.rss_mb:.0f} MB, "
+        print(f"first build: {first.wall_s:.1f} s wall, peak RSS {mb(first_probe['process_peak_rss_kb']):.0f} MB, "
               f"{statuses(first_rep)}")
         ph, ph_probe, ph_rep = probe(tmp, "ph", "force=[placeholder]")
 
@@ -158,7 +204,7 @@ def main() -> int:
         prefix = tmp / "build" / TARGET / "placeholder" / "model.ckpt"
         if not Path(f"{prefix}.meta").exists():
             raise RuntimeError(f"{prefix}.meta missing: build/{TARGET}/placeholder is not where expected")
-        tb, bare = [], []
+        tb, bare, parity, parity1 = [], [], [], []
         for i in range(REPEATS):
             r, rep = tfbuild(tmp, f"freeze{i}.json", "force=[freeze]")
             st = {s["name"]: s for s in rep["stages"]}
@@ -167,9 +213,17 @@ def main() -> int:
             res = tmp / f"bare{i}.json"
             b = run([sys.executable, "-c", BARE, prefix, tmp / f"bare{i}.pb", res], tmp).check()
             bare.append((b.wall_s, json.loads(res.read_text()), b.rss_mb, (tmp / f"bare{i}.pb").stat().st_size))
+            res = tmp / f"parity{i}.json"
+            bp = run([sys.executable, "-c", BARE, prefix, tmp / f"parity{i}.pb", res, "--parity"], tmp).check()
+            parity.append((bp.wall_s, json.loads(res.read_text()), bp.rss_mb))
+            res = tmp / f"parity1_{i}.json"
+            b1 = run([sys.executable, "-c", BARE, prefix, tmp / f"parity1_{i}.pb", res, "--parity",
+                      "--no-grappler"], tmp).check()
+            parity1.append((b1.wall_s, json.loads(res.read_text()), b1.rss_mb))
             print(f"  run {i + 1}: tfbuild {r.wall_s:.2f} s wall / {st['freeze']['seconds']:.2f} s stage / "
                   f"{r.rss_mb:.0f} MB   bare {b.wall_s:.2f} s wall / {bare[-1][1]['total']:.2f} s in-process / "
-                  f"{b.rss_mb:.0f} MB", flush=True)
+                  f"{b.rss_mb:.0f} MB   bare+parity {bp.wall_s:.2f} s / {parity[-1][1]['total']:.2f} s / "
+                  f"{bp.rss_mb:.0f} MB   (Grappler off: {b1.wall_s:.2f} s / {b1.rss_mb:.0f} MB)", flush=True)
 
         tb_wall, tb_stage, tb_rss = (median([x[k] for x in tb]) for k in range(3))
         bare_wall = median([x[0] for x in bare])
@@ -190,17 +244,47 @@ def main() -> int:
               + ", ".join(f"{k} {median([x[1][k] for x in bare]):.2f}"
                           for k in ("import_meta_graph", "restore", "convert", "write"))
               + f"; after import {bare_after:.2f}")
+        p_wall, p_total, p_rss = (median([x[0] for x in parity]), median([x[1]["total"] for x in parity]),
+                                  median([x[2] for x in parity]))
+        q_wall, q_total, q_rss = (median([x[0] for x in parity1]), median([x[1]["total"] for x in parity1]),
+                                  median([x[2] for x in parity1]))
+        print(table(["reference: bare script + the parity check tfbuild does", "bare+parity", "tfbuild",
+                     "tfbuild / bare+parity", "bare+parity, Grappler off", "that / bare"], [
+            ["process wall time, s", p_wall, tb_wall, f"{tb_wall / p_wall:.3f}x", q_wall,
+             f"{q_wall / bare_wall:.3f}x"],
+            ["in-process seconds incl. import tensorflow", p_total, tb_stage, f"{tb_stage / p_total:.3f}x",
+             q_total, f"{q_total / bare_total:.3f}x"],
+            ["peak RSS, MB", p_rss, tb_rss, f"{tb_rss / p_rss:.3f}x", q_rss, f"{q_rss / bare_rss:.3f}x"],
+        ], title="\n(parity: run the checkpoint graph on a seeded batch of 2 (tfbuild's PARITY_BATCH) in the restore session, read "
+                 "the frozen graph back, run it, compare; medians: "
+                 + ", ".join(f"{k} {median([x[1][k] for x in parity]):.2f} s"
+                             for k in ("parity_checkpoint_run", "parity_frozen_run"))
+                 + f"; with Grappler off for the frozen run: {median([x[1]['parity_frozen_run'] for x in parity1]):.2f} s)"))
 
         banner("where the freeze stage's time goes (one extra instrumented force=[freeze] run)")
         _, bd, bd_rep = probe(tmp, "breakdown", "force=[freeze]", breakdown=True)
+        if statuses(bd_rep) != {"train": "fresh", "placeholder": "fresh", "freeze": "built"}:
+            print(f"NOTE: the breakdown run built {statuses(bd_rep)}: its figures mix stages")
         steps = bd["steps"]
         fr = bd["stages"]["freeze"]
-        rows = [[k, v] for k, v in steps.items()]
-        rows.append(["freeze stage total (TF already imported)", fr["seconds"]])
+        top = ["import_meta_graph", "Saver.restore", "convert_variables_to_constants", "extract_sub_graph",
+               "parity: checkpoint graph sess.run",
+               "parity: run_frozen total (read + parse + import pb, session, run)",
+               "_outputs (re-read + import pb for output shapes)", "store.publish (hash + rename)"]
+        parity_s = sum(steps.get(k, 0.0) for k in top[4:7])
+        rows = [["import tensorflow (before the stage here; inside it in a plain run)", steps.get("import tensorflow")]]
+        for k in top:
+            rows.append([k, steps.get(k)])
+            if k.startswith("parity: run_frozen"):
+                rows.append(["   of which the frozen graph's sess.run", steps.get("parity: frozen graph sess.run")])
+        rows.append(["other in the stage (bind constants, serialize + write pb, ...)",
+                     fr["seconds"] - sum(steps.get(k, 0.0) for k in top[:7])])
+        rows.append(["freeze stage total (report seconds, TF already imported)", fr["seconds"]])
+        rows.append(["parity check + output shapes (the 3 rows marked parity/_outputs)", parity_s])
         rows.append(["tfbuild main() total, in-process", bd["main_s"]])
         print(table(["step", "seconds"], rows))
-        print("(Session.run (all) includes the parity run on the checkpoint graph and run_frozen's run; "
-              "the stage's own steps are nested, so they do not add up)")
+        print(f"parity check share of the stage (TF import excluded): {parity_s / fr['seconds']:.0%}; "
+              f"stage peak RSS {mb(fr['peak_rss_kb']):.0f} MB")
 
         ok = r_wall <= GOAL_TIME and r_secs <= GOAL_TIME and r_rss <= GOAL_RSS
         print()
@@ -220,7 +304,7 @@ def main() -> int:
                 st = {s["name"]: s for s in rep["stages"]}[name]
                 built = ",".join(n for n, s in statuses(rep).items() if s == "built")
                 rows.append([name, how, st["seconds"], mb(pr["stages"][name]["peak_rss_kb"]), proc.wall_s,
-                             proc.rss_mb, built, human_size(st["size"])])
+                             mb(pr["process_peak_rss_kb"]), built, human_size(st["size"])])
             else:
                 st = {s["name"]: s for s in read_report(tmp / "freeze0.json")["stages"]}[name]
                 # only freeze is built in these processes: its peak is the process's peak
@@ -229,7 +313,8 @@ def main() -> int:
         print(table(["stage", "measured in", "stage s", "stage peak RSS MB", "process wall s",
                      "process peak RSS MB", "stages built in process", "artifact size"], rows))
         print("stage s: the report's seconds (include `import tensorflow` for the first stage of a process); "
-              "stage peak RSS: VmHWM reset at the stage's start; process: os.wait4 of the child")
+              "stage peak RSS: VmHWM reset at the stage's start; process peak RSS: max VmHWM over the process "
+              "(os.wait4 for the plain force=[freeze] runs)")
         print()
         print(verdict(ok, f"freeze within {GOAL_TIME}x time and {GOAL_RSS}x RSS of a bare script "
                           f"(wall {r_wall:.2f}x, stage s {r_secs:.2f}x, RSS {r_rss:.2f}x)"))

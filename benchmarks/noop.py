@@ -11,15 +11,17 @@ Run: python benchmarks/noop.py     (about 2-4 minutes; works in a temp dir)
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (banner, child_env, human_size, machine, median, read_report, run,  # noqa: E402
+from _common import (snapshot_code, banner, human_size, machine, median, read_report, run,  # noqa: E402
                      statuses, table, tfbuild_cmd, verdict, workdir)
 
 REPEATS = 5
+REPEATS_B = 7
 GOAL_A = 0.3
 GOAL_B = 1.2
 BIG_SHAPE = (256, 1024, 1024)  # float32: 1 GiB
@@ -56,29 +58,45 @@ TARGET = textwrap.dedent("""
 PROBE = textwrap.dedent("""
     import json, sys
     from tfbuild.cli import main
-    code = main(sys.argv[2:])
+    result = sys.argv[1]
+    code = main(sys.argv[2:])  # main() rewrites sys.argv
     heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf_keras', 'numpy', 'h5py'})
-    open(sys.argv[1], 'w').write(json.dumps({'code': code, 'heavy': heavy, 'modules': len(sys.modules)}))
+    open(result, 'w').write(json.dumps({'code': code, 'heavy': heavy, 'modules': len(sys.modules)}))
 """)
 
 
-def noop_times(cwd: Path, target: str, n: int = REPEATS):
-    """Wall times of n no-op runs (after one untimed warm-up), checking each is really a no-op."""
-    args = [*tfbuild_cmd(), f"target={target}", "report_file=noop.json"]
-    run(args, cwd).check()
-    times, rss = [], []
+def interleaved(cwd: Path, commands: dict, n: int = REPEATS) -> dict:
+    """{label: (wall times, median peak RSS MB)} of n runs of each command, taken in turns.
+
+    Commands run round-robin after one untimed warm-up each, so a slow spell of
+    this shared machine (or disk writeback) hits every command alike. A
+    command that is a tfbuild run gets a report file and must be a no-op.
+    """
+    runs = {}
+    for label, args in commands.items():
+        is_tfbuild = list(args[:len(tfbuild_cmd())]) == tfbuild_cmd()
+        runs[label] = ([*args, f"report_file={_slug(label)}.json"] if is_tfbuild else list(args), is_tfbuild)
+        run(runs[label][0], cwd).check()  # warm-up (also runs the one-time bench of a new artifact)
+    times = {label: [] for label in commands}
+    rss = {label: [] for label in commands}
     for _ in range(n):
-        r = run(args, cwd).check()
-        st = statuses(read_report(cwd / "noop.json"))
-        if set(st.values()) != {"fresh"}:
-            raise RuntimeError(f"{target}: expected a no-op, got {st}")
-        times.append(r.wall_s)
-        rss.append(r.rss_mb)
-    return times, median(rss)
+        for label, (args, is_tfbuild) in runs.items():
+            r = run(args, cwd).check()
+            if is_tfbuild:
+                st = statuses(read_report(cwd / f"{_slug(label)}.json"))
+                if set(st.values()) != {"fresh"}:
+                    raise RuntimeError(f"{label}: expected a no-op, got {st}")
+            times[label].append(r.wall_s)
+            rss[label].append(r.rss_mb)
+    return {label: (times[label], median(rss[label])) for label in commands}
 
 
-def importtime_top(cwd: Path, target: str, k: int = 8):
-    """The slowest top-level imports of a no-op (python -X importtime)."""
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label)
+
+
+def importtime_top(cwd: Path, target: str, k: int = 10, depth: int = 2):
+    """The slowest imports (nesting level <= depth) of one no-op, by python -X importtime."""
     r = run([sys.executable, "-X", "importtime", "-c",
              f"from tfbuild.cli import main; import sys; sys.exit(main(['target={target}']))"], cwd).check()
     rows = []
@@ -86,10 +104,11 @@ def importtime_top(cwd: Path, target: str, k: int = 8):
         if not line.startswith("import time:") or "imported package" in line:
             continue
         self_us, cum_us, name = _split_importtime(line)
-        if not name.startswith(" "):  # top level only (nested ones are indented)
-            rows.append((int(cum_us) / 1e3, name.strip()))
+        level = (len(name) - len(name.lstrip())) // 2
+        if level <= depth:
+            rows.append((int(cum_us) / 1e3, level, name.strip()))
     rows.sort(reverse=True)
-    total = sum(ms for ms, _ in rows)
+    total = sum(ms for ms, level, _ in rows if level == 0)
     return rows[:k], total, ("tensorflow" in r.stderr)
 
 
@@ -102,6 +121,7 @@ def _split_importtime(line: str):
 def main() -> int:
     print("tfbuild no-op benchmark —", machine())
     with workdir("noop") as tmp:
+        print(snapshot_code(tmp), flush=True)
         # ---------------------------------------------------------------- (a)
         banner("(a) no-op of tiny_frozen vs `import tensorflow`")
         first = run([*tfbuild_cmd(), "target=tiny_frozen", "report_file=first.json",
@@ -109,17 +129,15 @@ def main() -> int:
         print(f"first build of tiny_frozen: {first.wall_s:.1f} s "
               f"({', '.join(f'{k}={v}' for k, v in statuses(read_report(tmp / 'first.json')).items())})")
 
-        noop, noop_rss = noop_times(tmp, "tiny_frozen")
-        run([sys.executable, "-c", "import tensorflow"], tmp).check()  # warm the page cache
-        tf_runs = [run([sys.executable, "-c", "import tensorflow"], tmp).check() for _ in range(REPEATS)]
-        tf_times = [r.wall_s for r in tf_runs]
-        tf_rss = median([r.rss_mb for r in tf_runs])
-        py_times = [run([sys.executable, "-c", "pass"], tmp).check().wall_s for _ in range(REPEATS)]
+        tfb = [*tfbuild_cmd(), "target=tiny_frozen"]
+        got = interleaved(tmp, {"no-op": tfb, "import tensorflow": [sys.executable, "-c", "import tensorflow"],
+                                "pass": [sys.executable, "-c", "pass"]})
+        (noop, noop_rss), (tf_times, tf_rss), (py_times, _) = got["no-op"], got["import tensorflow"], got["pass"]
 
         probe = tmp / "probe.json"
         run([sys.executable, "-c", PROBE, probe, "target=tiny_frozen"], tmp).check()
         probed = json.loads(probe.read_text())
-        top, _, tf_in_importtime = importtime_top(tmp, "tiny_frozen")
+        top, import_ms, tf_in_importtime = importtime_top(tmp, "tiny_frozen")
 
         ratio_a = median(noop) / median(tf_times)
         tf_free = "tensorflow" not in probed["heavy"] and not tf_in_importtime
@@ -127,14 +145,15 @@ def main() -> int:
             ["python -c pass  (interpreter start)", median(py_times), min(py_times), max(py_times), None],
             ['python -c "import tensorflow"', median(tf_times), min(tf_times), max(tf_times), tf_rss],
             ["tfbuild target=tiny_frozen  (no-op)", median(noop), min(noop), max(noop), noop_rss],
-        ], title=f"wall time, {REPEATS} runs each (fresh process per run)"))
+        ], title=f"wall time, {REPEATS} runs each, taken in turns (fresh process per run)"))
         print(f"\nno-op / import tensorflow = {median(noop):.3f} / {median(tf_times):.3f} = {ratio_a:.3f}x "
               f"(goal <= {GOAL_A}x)")
         print(f"modules imported by the no-op: {probed['modules']}; heavy ones: "
               f"{', '.join(probed['heavy']) or 'none'}; 'tensorflow' in -X importtime output: {tf_in_importtime}")
         print()
-        print(table(["cumulative ms", "top-level import (python -X importtime, one no-op)"],
-                    [[ms, name] for ms, name in top]))
+        print(table(["cumulative ms", "level", "module (python -X importtime, one no-op: slowest imports)"],
+                    [[ms, level, name] for ms, level, name in top],
+                    title=f"all top-level imports together: {import_ms:.0f} ms"))
         ok_a = tf_free and ratio_a <= GOAL_A
         print(verdict(ok_a, f"(a) no-op does {'not ' if tf_free else ''}import TensorFlow and takes "
                             f"{ratio_a:.2f}x the time of `import tensorflow` (goal: no TF, <= {GOAL_A}x)"))
@@ -152,19 +171,25 @@ def main() -> int:
             (targets / f"user_{kind}.yaml").write_text(
                 TARGET.format(kind=kind, path=ckpt / "model.ckpt-1000"))
             print(f"{kind} checkpoint: {human_size(sizes[kind])} written in {made.wall_s:.1f} s")
+        os.sync()  # let the 1 GiB of writeback finish before timing anything
         for kind in ("tiny", "big"):
             r = run([*tfbuild_cmd(), f"target=user_{kind}", f"report_file=first_{kind}.json",
                      "bench.enabled=false"], tmp).check()
             rep = read_report(tmp / f"first_{kind}.json")
             first_builds[kind] = (r.wall_s, rep["stages"][-1]["seconds"], r.rss_mb,
                                   rep["stages"][-1]["size"])
-        noops = {kind: noop_times(tmp, f"user_{kind}") for kind in ("tiny", "big")}
+        os.sync()
+        noops = interleaved(tmp, {kind: [*tfbuild_cmd(), f"target=user_{kind}"] for kind in ("tiny", "big")},
+                            n=REPEATS_B)
         # The same no-op with the stat cache deleted: every input is read and hashed again.
         for kind in ("tiny", "big"):
-            (tmp / "build" / ".tfbuild" / "state.json").unlink()  # the StatCache (digests.py)
-            r = run([*tfbuild_cmd(), f"target=user_{kind}", "report_file=rehash.json"], tmp).check()
-            assert set(statuses(read_report(tmp / "rehash.json")).values()) == {"fresh"}
-            rehash[kind] = r.wall_s
+            times = []
+            for _ in range(3):
+                (tmp / "build" / ".tfbuild" / "state.json").unlink()  # the StatCache (digests.py)
+                r = run([*tfbuild_cmd(), f"target=user_{kind}", "report_file=rehash.json"], tmp).check()
+                assert set(statuses(read_report(tmp / "rehash.json")).values()) == {"fresh"}
+                times.append(r.wall_s)
+            rehash[kind] = median(times)
 
         rows = []
         for kind in ("tiny", "big"):
@@ -173,9 +198,9 @@ def main() -> int:
             rows.append([f"user_{kind}", human_size(sizes[kind]), wall, freeze_s, human_size(pb),
                          median(t), min(t), max(t), rehash[kind]])
         print(table(["target", "checkpoint", "first build s", "freeze s", "frozen.pb",
-                     "no-op median s", "no-op min s", "no-op max s", "no-op, stat cache deleted s"],
-                    rows, title=f"\nno-op wall time, {REPEATS} runs each; first build hashes the "
-                                f"checkpoint and restores it"))
+                     "no-op median s", "no-op min s", "no-op max s", "no-op, stat cache deleted s (median of 3)"],
+                    rows, title=f"\nno-op wall time, {REPEATS_B} runs each, taken in turns; the first "
+                                f"build hashes the checkpoint and restores it"))
         ratio_b = median(noops["big"][0]) / median(noops["tiny"][0])
         print(f"\nno-op big / tiny = {median(noops['big'][0]):.3f} / {median(noops['tiny'][0]):.3f} = "
               f"{ratio_b:.3f}x (goal <= {GOAL_B}x); without the stat cache the big no-op takes "

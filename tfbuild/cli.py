@@ -91,8 +91,17 @@ def _task(dcfg: DictConfig) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
+    """Run tfbuild on `argv` (default: the command line); returns the exit code."""
+    if argv is None:
+        return _main()
+    saved, sys.argv = sys.argv, [sys.argv[0], *argv]  # Hydra reads sys.argv
+    try:
+        return _main()
+    finally:
+        sys.argv = saved
+
+
+def _main() -> int:
     reporter = Reporter()
     try:
         for name in _target_names(sys.argv[1:]):
