@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable
 
 _CHUNK = 1 << 20
 
@@ -34,7 +34,6 @@ class StatCache:
     def __init__(self, path: Path):
         self.path = path
         self.entries: Dict[str, list] = {}
-        self.hashed: List[str] = []  # files actually read this run (for tests and -v)
         self._dirty = False
         try:
             self.entries = json.loads(path.read_text())
@@ -50,7 +49,6 @@ class StatCache:
         if entry and entry[:3] == stamp:
             return entry[3]
         digest = sha256_file(path)
-        self.hashed.append(key)
         self.entries[key] = stamp + [digest]
         self._dirty = True
         return digest
@@ -62,13 +60,9 @@ class StatCache:
         self.entries[str(path)] = [st.st_size, st.st_mtime_ns, st.st_ino, digest]
         self._dirty = True
 
-    def digest_files(self, files: Iterable[Path], root: Path | None = None) -> Dict[str, str]:
-        """{name: sha256}; names are relative to `root` when given."""
-        out = {}
-        for f in files:
-            name = str(Path(f).relative_to(root)) if root else str(f)
-            out[name] = self.digest(Path(f))
-        return dict(sorted(out.items()))
+    def digest_files(self, files: Iterable[Path]) -> Dict[str, str]:
+        """{path: sha256}, sorted."""
+        return {str(f): self.digest(Path(f)) for f in sorted(files, key=str)}
 
     def save(self) -> None:
         if not self._dirty:

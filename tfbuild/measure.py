@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfbuild.errors import NodeNotFound, ParityError, StageFailed
+from tfbuild.errors import NodeNotFound, ParityError, StageFailed, first_line
 
 
 def seeded_batch(shape_without_batch: Sequence[int], batch_size: int, seed: int = 0) -> np.ndarray:
@@ -112,7 +112,7 @@ def _frozen_session(frozen_pb, feeds, outputs):
         try:
             tf.compat.v1.import_graph_def(graph_def, name="")
         except (ValueError, tf.errors.OpError) as e:  # e.g. an op this TF build lacks
-            raise StageFailed(f"cannot import {frozen_pb}: {_first_line(e)}") from None
+            raise StageFailed(f"cannot import {frozen_pb}: {first_line(e)}") from None
 
         def tensor(name):
             try:
@@ -129,7 +129,7 @@ def _frozen_session(frozen_pb, feeds, outputs):
             try:
                 yield sess, fetches, feed_dict
             except (tf.errors.OpError, ValueError) as e:  # e.g. a feed of the wrong shape
-                raise StageFailed(f"running {frozen_pb} failed: {_first_line(e)}") from None
+                raise StageFailed(f"running {frozen_pb} failed: {first_line(e)}") from None
 
 
 def _tflite_runner(interpreter, feeds):
@@ -147,7 +147,7 @@ def _tflite_runner(interpreter, feeds):
         except (RuntimeError, ValueError) as e:
             shapes = [list(map(int, d["shape"])) for d in inputs]
             raise StageFailed(f"the TFLite model takes inputs of shape {shapes} and cannot be "
-                              f"resized to {[list(f.shape) for f in feeds]}: {_first_line(e)}") from None
+                              f"resized to {[list(f.shape) for f in feeds]}: {first_line(e)}") from None
     outputs = [d["index"] for d in interpreter.get_output_details()]
 
     def run():
@@ -157,11 +157,6 @@ def _tflite_runner(interpreter, feeds):
         return [interpreter.get_tensor(i) for i in outputs]
 
     return run
-
-
-def _first_line(e: Exception) -> str:
-    text = getattr(e, "message", None) or str(e)
-    return next((l.strip() for l in text.splitlines() if l.strip()), type(e).__name__)
 
 
 def _batch_size(feeds) -> int:

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from rich.console import Console
 from rich.markup import escape

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Iterator, Optional
 
 from .digests import StatCache, sha256_file
 
@@ -93,8 +93,3 @@ class Store:
             tmp.unlink()
         tmp.symlink_to(os.path.relpath(target, link.parent))
         os.replace(tmp, link)
-
-    def files(self, stage: str, fingerprint: str) -> Dict[str, Path]:
-        root = self.path(stage, fingerprint)
-        manifest = self.manifest(stage, fingerprint) or {"outputs": {}}
-        return {name: root / name for name in manifest["outputs"]}

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from tfbuild.errors import (BackendUnavailable, CalibrationError, ConfigError,
-                            NodeNotFound, StageFailed)
+                            NodeNotFound, StageFailed, first_line)
 
 PRECISIONS = ("FP32", "FP16", "INT8")
 
@@ -192,13 +192,6 @@ def _node(name: str) -> str:
     return name.split(":")[0]
 
 
-def _first_line(exc: BaseException) -> str:
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(exc).__name__
-
-
 def _count(graph_def) -> dict:
     ops = [n.op for n in graph_def.node]
     return {"all": len(ops),
@@ -240,7 +233,7 @@ def convert(frozen_pb: Path, outputs: Sequence[str], settings: Mapping,
         graph_def.ParseFromString(Path(frozen_pb).read_bytes())
     except Exception as e:
         raise StageFailed(f"cannot read frozen graph {frozen_pb}: "
-                          f"{_first_line(e)}; rebuild the freeze stage") from e
+                          f"{first_line(e)}; rebuild the freeze stage") from e
     nodes = {n.name: n for n in graph_def.node}
     for name in [_node(input_name), *out_nodes]:
         if name not in nodes:
@@ -281,7 +274,7 @@ def convert(frozen_pb: Path, outputs: Sequence[str], settings: Mapping,
                     feed_dict_fn=lambda: {tensor: next(feed)})
     except Exception as e:
         raise StageFailed(f"TF-TRT {precision} conversion failed: "
-                          f"{_first_line(e)}") from e
+                          f"{first_line(e)}") from e
 
     # save() refuses GraphDef input, so write the .pb ourselves; atomically,
     # so a failed build never leaves a half-written artifact.

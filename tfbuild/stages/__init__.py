@@ -31,3 +31,10 @@ class StageContext:
     metadata: Dict[str, dict]    # upstream stage -> its recorded metadata
     files: Dict[str, list]       # external inputs by label (checkpoint, calibration)
     reporter: Reporter
+
+    def checkpoint_prefix(self) -> str:
+        """The checkpoint this stage reads: the nearest upstream one, else the user's."""
+        for stage in ("placeholder", "train"):
+            if stage in self.inputs:
+                return str(self.inputs[stage] / self.metadata[stage]["checkpoint"])
+        return str(self.files["checkpoint"][0])[: -len(".index")]

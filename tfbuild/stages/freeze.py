@@ -22,22 +22,13 @@ def check(cfg) -> None:
         raise ConfigError("freeze.outputs is empty: name the output nodes, e.g. freeze.outputs=[probs]")
 
 
-def source_prefix(ctx) -> str:
-    if "placeholder" in ctx.inputs:
-        return str(ctx.inputs["placeholder"] / ctx.metadata["placeholder"]["checkpoint"])
-    if "train" in ctx.inputs:
-        return str(ctx.inputs["train"] / ctx.metadata["train"]["checkpoint"])
-    from .tf_session import checkpoint_prefix
-    return checkpoint_prefix(ctx.files["checkpoint"][0])
-
-
 def build(ctx) -> dict:
     import tensorflow as tf
 
     from .tf_session import session
 
     f = ctx.cfg.freeze
-    prefix = source_prefix(ctx)
+    prefix = ctx.checkpoint_prefix()
     if not Path(prefix + ".meta").is_file():
         raise CheckpointError(f"{prefix}.meta not found: placeholder: null freezes the checkpoint's "
                               "own graph, which needs its .meta (or configure the placeholder stage)")

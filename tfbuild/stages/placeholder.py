@@ -30,20 +30,13 @@ def check(cfg) -> None:
         raise ConfigError(f"placeholder.ema_decay={p.ema_decay}: use a decay in (0, 1) or null")
 
 
-def source_prefix(ctx) -> str:
-    if "train" in ctx.inputs:
-        return str(ctx.inputs["train"] / ctx.metadata["train"]["checkpoint"])
-    from .tf_session import checkpoint_prefix
-    return checkpoint_prefix(ctx.files["checkpoint"][0])
-
-
 def build(ctx) -> dict:
     import tensorflow as tf
 
     from .tf_session import session
 
     cfg, p = ctx.cfg, ctx.cfg.placeholder
-    prefix = source_prefix(ctx)
+    prefix = ctx.checkpoint_prefix()
     stored = _checkpoint_shapes(prefix)
     graph = tf.Graph()
     with graph.as_default():

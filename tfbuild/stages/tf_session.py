@@ -25,6 +25,3 @@ def closest(name: str, candidates: Iterable[str], n: int = 5) -> List[str]:
         close += [c for c in candidates if c.rsplit("/", 1)[-1] == tail and c not in close]
     return close[:n]
 
-
-def checkpoint_prefix(index_file) -> str:
-    return str(index_file)[: -len(".index")]
