@@ -311,6 +311,32 @@ def test_placeholder_null_freezes_a_user_checkpoint(tfbuild, project, B):
     assert max_diff(got, run_pb(pb, {"x": x}, ["out/prediction"])) == 0.0
 
 
+def test_random_ops_left_in_the_graph_fail_parity(tfbuild, project, B):
+    # Unseeded dropout that no placeholder switches off: each session draws a new
+    # mask, so the frozen graph cannot agree with the checkpoint.
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 8], name="x")
+        w = tf.compat.v1.get_variable("w", [8, 64])
+        v = tf.compat.v1.get_variable("v", [64, 4])
+        h = tf.nn.dropout(tf.matmul(x, w), rate=0.5)
+        tf.identity(tf.matmul(h, v), name="y")
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = tf.compat.v1.train.Saver().save(sess, str(project / "noisy.ckpt"))
+    write_target(project, "noisy", {"checkpoint": {"path": prefix}, "train": None, "placeholder": None,
+                                    "freeze": {"outputs": ["y"]}})
+    before = store_dirs(B)
+    run = tfbuild("target=noisy", f"build_dir={B}", f"lock_file={B / 'noisy.lock'}")
+    assert run.code == 1 and run.status() == {"freeze": "failed"}, run.out
+    message = run.reasons()["freeze"]
+    assert message.startswith("frozen graph differs from the checkpoint by ")
+    assert "random ops (dropout/random_uniform/RandomUniform)" in message
+    assert "freeze.constants" in message
+    assert store_dirs(B) == before and not (B / "noisy.lock").exists()
+    assert "Traceback" not in run.err + run.out
+
+
 # ----------------------------------------------------------------------------- 4. reproducible
 
 def test_two_clean_builds_are_byte_identical(tfbuild, B, tmp_path_factory):

@@ -29,7 +29,7 @@ def seeded_batch(shape_without_batch: Sequence[int], batch_size: int, seed: int 
 
 def run_frozen(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
     """Run a frozen GraphDef once; node names with or without ':0' are accepted."""
-    with _frozen_session(frozen_pb, feeds, outputs) as (sess, fetches, feed_dict):
+    with frozen_session(frozen_pb, feeds, outputs) as (sess, fetches, feed_dict):
         return [np.asarray(r) for r in sess.run(fetches, feed_dict)]
 
 
@@ -70,7 +70,7 @@ def latency_frozen(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Se
     Graph import and session creation are not timed; feeding and fetching are,
     as they are part of every real inference call.
     """
-    with _frozen_session(frozen_pb, feeds, outputs) as (sess, fetches, feed_dict):
+    with frozen_session(frozen_pb, feeds, outputs) as (sess, fetches, feed_dict):
         return _time(lambda: sess.run(fetches, feed_dict), _batch_size(feeds.values()),
                      warmup, runs)
 
@@ -98,16 +98,19 @@ def load_interpreter(**kwargs):
 
 
 @contextlib.contextmanager
-def _frozen_session(frozen_pb, feeds, outputs):
+def frozen_session(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], *,
+                   graph_def=None, grappler: bool = True):
+    """Yield (session, fetch tensors, feed dict) for a frozen graph.
+
+    `graph_def`, when given, is the parsed content of `frozen_pb` (which then only
+    names it in messages): the freeze stage has it in memory already.
+    """
     import tensorflow as tf
 
-    graph_def = tf.compat.v1.GraphDef()
-    try:
-        graph_def.ParseFromString(Path(frozen_pb).read_bytes())
-    except OSError as e:
-        raise StageFailed(f"cannot read frozen graph {frozen_pb}: {e.strerror}: rebuild it") from None
-    except Exception:  # protobuf DecodeError
-        raise StageFailed(f"{frozen_pb} is not a binary GraphDef: rebuild the frozen graph") from None
+    from tfbuild.stages.tf_session import config
+
+    if graph_def is None:
+        graph_def = _read_graph_def(frozen_pb)
     with tf.Graph().as_default() as graph:
         try:
             tf.compat.v1.import_graph_def(graph_def, name="")
@@ -123,13 +126,25 @@ def _frozen_session(frozen_pb, feeds, outputs):
 
         feed_dict = {tensor(k): v for k, v in feeds.items()}
         fetches = [tensor(o) for o in outputs]
-        # Soft placement: graphs frozen with '/gpu:N' devices kept must run on CPU too.
-        config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
-        with tf.compat.v1.Session(graph=graph, config=config) as sess:
+        del graph_def  # the graph holds its own copy; let the caller's go first
+        with tf.compat.v1.Session(graph=graph, config=config(grappler=grappler)) as sess:
             try:
                 yield sess, fetches, feed_dict
             except (tf.errors.OpError, ValueError) as e:  # e.g. a feed of the wrong shape
                 raise StageFailed(f"running {frozen_pb} failed: {first_line(e)}") from None
+
+
+def _read_graph_def(frozen_pb: Path):
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(Path(frozen_pb).read_bytes())
+    except OSError as e:
+        raise StageFailed(f"cannot read frozen graph {frozen_pb}: {e.strerror}: rebuild it") from None
+    except Exception:  # protobuf DecodeError
+        raise StageFailed(f"{frozen_pb} is not a binary GraphDef: rebuild the frozen graph") from None
+    return graph_def
 
 
 def _tflite_runner(interpreter, feeds):

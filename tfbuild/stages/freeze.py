@@ -15,6 +15,11 @@ from ..errors import CheckpointError, ConfigError, NodeNotFound, ParityError, fi
 
 ARTIFACT = "frozen.pb"
 PARITY_BATCH = 2
+# Stateful random ops draw new values in every session: left in an inference
+# graph (dropout, training noise) they make it disagree with itself.
+RANDOM_OPS = {"RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal",
+              "ParameterizedTruncatedNormal", "RandomGamma", "RandomPoisson", "RandomPoissonV2",
+              "Multinomial", "RandomShuffle"}
 
 
 def check(cfg) -> None:
@@ -23,12 +28,39 @@ def check(cfg) -> None:
 
 
 def build(ctx) -> dict:
+    from ..measure import frozen_session, max_abs_diff
+
+    f, prefix = ctx.cfg.freeze, ctx.checkpoint_prefix()
+    frozen, outputs, feeds, expected = _freeze(prefix, f, ctx.reporter)
+    out = ctx.out / ARTIFACT
+    out.write_bytes(frozen.SerializeToString(deterministic=True))
+    meta = {"node_count": len(frozen.node), "ops": dict(sorted(Counter(n.op for n in frozen.node).items())),
+            "inputs": _inputs(frozen)}
+    random = sorted(n.name for n in frozen.node if n.op in RANDOM_OPS)
+    # Grappler off: parity checks the freezing itself, on the graph exactly as written.
+    with frozen_session(out, feeds, outputs, graph_def=frozen, grappler=False) as (sess, fetches, feed_dict):
+        del frozen
+        diff = max_abs_diff(expected, sess.run(fetches, feed_dict))
+        meta["outputs"] = [{"name": o, "dtype": t.dtype.name, "shape": t.shape.as_list()}
+                           for o, t in zip(outputs, fetches)]
+    if diff > f.tolerance:
+        hint = (f"; it has random ops ({', '.join(random[:3])}{', ...' if len(random) > 3 else ''}): bind "
+                "the placeholder that turns them off (keep_prob, is_training) in freeze.constants") if random else ""
+        raise ParityError(f"frozen graph differs from the checkpoint by {diff:.3g} "
+                          f"(> freeze.tolerance={f.tolerance}){hint}")
+    return {**meta, "parity_max_abs_diff": diff, "source": Path(prefix).name}
+
+
+def _freeze(prefix: str, f, reporter):
+    """The frozen GraphDef, its output names, and the checkpoint graph's outputs on seeded feeds.
+
+    The checkpoint's graph and session are gone once this returns, so the parity
+    run of the frozen graph reuses their memory.
+    """
     import tensorflow as tf
 
     from .tf_session import session
 
-    f = ctx.cfg.freeze
-    prefix = ctx.checkpoint_prefix()
     if not Path(prefix + ".meta").is_file():
         raise CheckpointError(f"{prefix}.meta not found: placeholder: null freezes the checkpoint's "
                               "own graph, which needs its .meta (or configure the placeholder stage)")
@@ -38,11 +70,11 @@ def build(ctx) -> dict:
             saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta", clear_devices=f.clear_devices)
         except Exception as e:
             raise CheckpointError(f"cannot read graph {prefix}.meta: {first_line(e)}") from None
-        names = {n.name: n for n in graph.as_graph_def().node}
-        outputs = [_node_name(o, names, ctx.reporter) for o in f.outputs]
-        constants = {_node_name(k, names, ctx.reporter, "freeze.constants"): v for k, v in f.constants.items()}
-        _check_placeholders(constants, names)
-        with session(graph) as sess:
+        ops = {op.name: op for op in graph.get_operations()}
+        outputs = [_node_name(o, ops, reporter) for o in f.outputs]
+        constants = {_node_name(k, ops, reporter, "freeze.constants"): v for k, v in f.constants.items()}
+        _check_placeholders(constants, ops)
+        with session(graph, grappler=False) as sess:
             try:
                 saver.restore(sess, prefix)
             except Exception as e:
@@ -50,23 +82,13 @@ def build(ctx) -> dict:
             frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
                 sess, graph.as_graph_def(), outputs,
                 variable_names_blacklist=list(f.variable_denylist) or None)
-            frozen = _bind_constants(frozen, constants)
-            frozen = tf.compat.v1.graph_util.extract_sub_graph(frozen, outputs)
-            inputs = _inputs(frozen)
-            feeds = _parity_feeds(inputs)
+            if constants:  # a bound PlaceholderWithDefault leaves its default behind: prune again
+                frozen = tf.compat.v1.graph_util.extract_sub_graph(_bind_constants(frozen, constants), outputs)
+            feeds = _parity_feeds(_inputs(frozen))
             expected = sess.run([o + ":0" for o in outputs],
                                 {**{k + ":0": v for k, v in feeds.items()},
                                  **{k + ":0": v for k, v in constants.items()}})
-    out = ctx.out / ARTIFACT
-    out.write_bytes(frozen.SerializeToString(deterministic=True))
-    from ..measure import max_abs_diff, run_frozen
-    diff = max_abs_diff(expected, run_frozen(out, feeds, outputs))
-    if diff > f.tolerance:
-        raise ParityError(f"frozen graph differs from the checkpoint by {diff:.3g} "
-                          f"(> freeze.tolerance={f.tolerance})")
-    return {"node_count": len(frozen.node), "ops": dict(sorted(Counter(n.op for n in frozen.node).items())),
-            "inputs": inputs, "outputs": _outputs(out, outputs),
-            "parity_max_abs_diff": diff, "source": Path(prefix).name}
+    return frozen, outputs, feeds, expected
 
 
 def _node_name(name: str, nodes: Dict, reporter, key: str = "freeze.outputs") -> str:
@@ -82,10 +104,10 @@ def _node_name(name: str, nodes: Dict, reporter, key: str = "freeze.outputs") ->
     return node
 
 
-def _check_placeholders(constants: Dict, nodes: Dict) -> None:
+def _check_placeholders(constants: Dict, ops: Dict) -> None:
     for name in constants:
-        if nodes[name].op not in ("Placeholder", "PlaceholderWithDefault"):
-            raise ConfigError(f"freeze.constants.{name}: node {name!r} is a {nodes[name].op}, not a "
+        if ops[name].type not in ("Placeholder", "PlaceholderWithDefault"):
+            raise ConfigError(f"freeze.constants.{name}: node {name!r} is a {ops[name].type}, not a "
                               "placeholder; only graph inputs can be bound to constants")
 
 
@@ -135,15 +157,6 @@ def _parity_feeds(inputs: List[dict]) -> Dict:
         batch = PARITY_BATCH if shape[0] is None else shape[0]
         feeds[spec["name"]] = seeded_batch(shape[1:], batch, seed=i).astype(spec["dtype"])
     return feeds
-
-
-def _outputs(frozen_pb: Path, outputs: List[str]) -> List[dict]:
-    import tensorflow as tf
-    graph_def = tf.compat.v1.GraphDef.FromString(frozen_pb.read_bytes())
-    with tf.Graph().as_default() as g:
-        tf.compat.v1.import_graph_def(graph_def, name="")
-        return [{"name": o, "dtype": g.get_tensor_by_name(o + ":0").dtype.name,
-                 "shape": g.get_tensor_by_name(o + ":0").shape.as_list()} for o in outputs]
 
 
 def bench(cfg, artifact: Path, meta: dict) -> dict:

@@ -45,7 +45,7 @@ def build(ctx) -> dict:
         _check_variables(var_map, stored, prefix)
         restorer = tf.compat.v1.train.Saver(var_list=var_map)
         saver = tf.compat.v1.train.Saver(save_relative_paths=True)
-        with session(graph) as sess:
+        with session(graph, grappler=False) as sess:
             try:
                 restorer.restore(sess, prefix)
             except (tf.errors.DataLossError, tf.errors.OpError) as e:

@@ -11,10 +11,17 @@ import tensorflow as tf
 tf.get_logger().setLevel("ERROR")
 
 
-def session(graph: tf.Graph) -> tf.compat.v1.Session:
+def config(*, grappler: bool = True, **options) -> tf.compat.v1.ConfigProto:
     # Soft placement: graphs built for '/gpu:N' towers must still load on a CPU machine.
-    config = tf.compat.v1.ConfigProto(allow_soft_placement=True, inter_op_parallelism_threads=1)
-    return tf.compat.v1.Session(graph=graph, config=config)
+    proto = tf.compat.v1.ConfigProto(allow_soft_placement=True, **options)
+    # Grappler rewrites the graph, copying its constants pass after pass, before a
+    # session's first run. Restoring, saving and parity runs gain nothing from that.
+    proto.graph_options.rewrite_options.disable_meta_optimizer = not grappler
+    return proto
+
+
+def session(graph: tf.Graph, *, grappler: bool = True) -> tf.compat.v1.Session:
+    return tf.compat.v1.Session(graph=graph, config=config(grappler=grappler, inter_op_parallelism_threads=1))
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> List[str]:
