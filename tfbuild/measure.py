@@ -27,6 +27,12 @@ def seeded_batch(shape_without_batch: Sequence[int], batch_size: int, seed: int 
     return rng.uniform(0.0, 255.0, size=(batch_size, *shape_without_batch)).astype(np.float32)
 
 
+def node_of(name: str) -> str:
+    """'probs:0' -> 'probs': the node a tensor name belongs to; node names pass through."""
+    node, _, index = name.rpartition(":")
+    return node if node and index.isdigit() else name
+
+
 def run_frozen(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
     """Run a frozen GraphDef once; node names with or without ':0' are accepted."""
     with frozen_session(frozen_pb, feeds, outputs) as (sess, fetches, feed_dict):

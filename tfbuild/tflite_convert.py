@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tfbuild.errors import CalibrationError, ConfigError, NodeNotFound, StageFailed
+from tfbuild.measure import node_of
 
 # Largest |tflite - frozen| allowed on any output element. Outputs are softmax
 # probabilities in [0, 1], so these are absolute probability errors.
@@ -53,7 +54,7 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
         if any(d is None or d < 0 for d in shape[1:]):
             raise ConfigError(f"input {spec['name']!r} has shape {shape}: only the batch "
                               f"dimension may be unknown, give the others fixed sizes")
-        input_shapes[_node_name(spec["name"])] = [batch_size, *shape[1:]]
+        input_shapes[node_of(spec["name"])] = [batch_size, *shape[1:]]
     if precision == "INT8":
         representative = _representative_dataset(inputs, calibration, batch_size)
 
@@ -61,7 +62,7 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
 
     try:
         converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
-            str(frozen_pb), list(input_shapes), [_node_name(o) for o in outputs],
+            str(frozen_pb), list(input_shapes), [node_of(o) for o in outputs],
             input_shapes=input_shapes)
     except ValueError as e:
         if "Invalid tensors" in str(e):  # a node name not in the graph
@@ -99,10 +100,6 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
         "inputs": [_details(d) for d in interpreter.get_input_details()],
         "outputs": [_details(d) for d in interpreter.get_output_details()],
     }
-
-
-def _node_name(name: str) -> str:
-    return name[:-2] if name.endswith(":0") else name
 
 
 def _representative_dataset(inputs: Sequence[Mapping], calibration, batch_size: int):

@@ -188,10 +188,6 @@ def preflight() -> None:
             f"TF-TRT needs TensorFlow <=2.17.")
 
 
-def _node(name: str) -> str:
-    return name.split(":")[0]
-
-
 def _count(graph_def) -> dict:
     ops = [n.op for n in graph_def.node]
     return {"all": len(ops),
@@ -218,12 +214,14 @@ def _calibration_batches(calibration, settings: Mapping, dtype) -> list:
 def convert(frozen_pb: Path, outputs: Sequence[str], settings: Mapping,
             calibration, input_name: str, out_path: Path) -> dict:
     """Convert `frozen_pb` with TF-TRT and write the GraphDef to `out_path`."""
+    from tfbuild.measure import node_of  # not at the top: environment() runs on no-ops, without numpy
+
     preflight()
     validate(settings)
     s = {**DEFAULTS, **settings}
     precision = s["precision"].upper()
     dynamic = s["is_dynamic_op"]
-    out_nodes = [_node(o) for o in outputs]
+    out_nodes = [node_of(o) for o in outputs]
 
     import tensorflow as tf
     from tensorflow.python.compiler.tensorrt import trt_convert as trt
@@ -235,14 +233,14 @@ def convert(frozen_pb: Path, outputs: Sequence[str], settings: Mapping,
         raise StageFailed(f"cannot read frozen graph {frozen_pb}: "
                           f"{first_line(e)}; rebuild the freeze stage") from e
     nodes = {n.name: n for n in graph_def.node}
-    for name in [_node(input_name), *out_nodes]:
+    for name in [node_of(input_name), *out_nodes]:
         if name not in nodes:
             raise NodeNotFound(f"node {name!r} is not in {frozen_pb}; check the "
                                f"model's input/output names")
 
     batches = None
     if precision == "INT8":
-        dtype = tf.as_dtype(nodes[_node(input_name)].attr["dtype"].type)
+        dtype = tf.as_dtype(nodes[node_of(input_name)].attr["dtype"].type)
         batches = _calibration_batches(calibration, s, dtype.as_numpy_dtype)
 
     before = _count(graph_def)
@@ -267,7 +265,7 @@ def convert(frozen_pb: Path, outputs: Sequence[str], settings: Mapping,
             result = converter.convert()
             if batches:
                 feed = itertools.cycle(batches)
-                tensor = _node(input_name) + ":0"
+                tensor = node_of(input_name) + ":0"
                 result = converter.calibrate(
                     fetch_names=[n + ":0" for n in out_nodes],
                     num_runs=len(batches),

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List
 
-from ..errors import CheckpointError, ConfigError, NodeNotFound, ParityError, first_line
+from ..errors import CheckpointError, ConfigError, NodeNotFound, ParityError, StageFailed, first_line
 
 ARTIFACT = "frozen.pb"
 PARITY_BATCH = 2
@@ -85,15 +85,20 @@ def _freeze(prefix: str, f, reporter):
             if constants:  # a bound PlaceholderWithDefault leaves its default behind: prune again
                 frozen = tf.compat.v1.graph_util.extract_sub_graph(_bind_constants(frozen, constants), outputs)
             feeds = _parity_feeds(_inputs(frozen))
-            expected = sess.run([o + ":0" for o in outputs],
-                                {**{k + ":0": v for k, v in feeds.items()},
-                                 **{k + ":0": v for k, v in constants.items()}})
+            try:
+                expected = sess.run([o + ":0" for o in outputs],
+                                    {**{k + ":0": v for k, v in feeds.items()},
+                                     **{k + ":0": v for k, v in constants.items()}})
+            except tf.errors.OpError as e:
+                raise StageFailed(f"running {Path(prefix).name}'s graph on seeded input failed: "
+                                  f"{first_line(e)}") from None
     return frozen, outputs, feeds, expected
 
 
 def _node_name(name: str, nodes: Dict, reporter, key: str = "freeze.outputs") -> str:
     """Accept 'probs' or 'probs:0'; a missing node names the closest ones."""
-    node = name.split(":")[0] if ":" in name and name.rsplit(":", 1)[1].isdigit() else name
+    from ..measure import node_of
+    node = node_of(name)
     if node not in nodes:
         from .tf_session import closest
         near = closest(node, nodes)

@@ -1,8 +1,9 @@
 """Small TensorFlow helpers shared by the stages (imported inside `build` only)."""
 from __future__ import annotations
 
+import contextlib
 import difflib
-from typing import Iterable, List
+from typing import Iterable, Iterator, List
 
 import tensorflow as tf
 
@@ -22,6 +23,24 @@ def config(*, grappler: bool = True, **options) -> tf.compat.v1.ConfigProto:
 
 def session(graph: tf.Graph, *, grappler: bool = True) -> tf.compat.v1.Session:
     return tf.compat.v1.Session(graph=graph, config=config(grappler=grappler, inter_op_parallelism_threads=1))
+
+
+@contextlib.contextmanager
+def op_determinism() -> Iterator[None]:
+    """Deterministic kernels inside the block only.
+
+    The switch is process-wide: left on, it would make a later stage in the same
+    process refuse a user's graph with unseeded random ops that runs fine alone.
+    """
+    from tensorflow.python.framework import config as tf_config  # the only way to switch it off
+
+    was_on = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_on:
+            tf_config.disable_op_determinism()
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> List[str]:

@@ -29,14 +29,13 @@ def build(ctx) -> dict:
     from ..graph import train_input_shape
     from ..models import build_logits
     from ..preprocess import preprocess
-    from .tf_session import session
+    from .tf_session import op_determinism, session
 
     cfg, t = ctx.cfg, ctx.cfg.train
     shape = train_input_shape(cfg)
-    tf.config.experimental.enable_op_determinism()
     images, labels = synthetic_data(shape, cfg.model.num_classes, t.examples, t.seed)
     graph = tf.Graph()
-    with graph.as_default():
+    with op_determinism(), graph.as_default():
         tf.compat.v1.set_random_seed(t.seed)
         data = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(t.batch_size)
         x, y = tf.compat.v1.data.make_one_shot_iterator(data).get_next()
