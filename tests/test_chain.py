@@ -338,6 +338,10 @@ def test_random_ops_left_in_the_graph_fail_parity(tfbuild, project, B):
     assert "random ops (dropout_noise)" in message
     assert "freeze.constants" in message
     assert store_dirs(B) == before and not (B / "noisy.lock").exists()
+    stage = run.report["stages"][0]
+    assert stage["artifact"] is None and stage["size"] is None  # points at nothing unpublished
+    assert stage["seconds"] > 0
+    assert "freeze failed: frozen graph differs" in " ".join(run.out.split())
     assert "Traceback" not in run.err + run.out
 
 

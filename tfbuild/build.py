@@ -107,9 +107,11 @@ def _run_stage(cfg: Config, d: Decision, decisions: List[Decision], store: Store
                 metadata={n: store.manifest(n, u.fingerprint)["metadata"] for n, u in upstream.items()},
             )
             start = time.perf_counter()
-            with reporter.running(d.name):
-                metadata = load(d.name).build(ctx)
-            d.seconds = time.perf_counter() - start
+            try:
+                with reporter.running(d.name):
+                    metadata = load(d.name).build(ctx)
+            finally:  # a failed stage reports its time too
+                d.seconds = time.perf_counter() - start
             manifest = store.publish(d.name, d.fingerprint, scratch, metadata, cache)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -154,9 +156,11 @@ def _report(target: str, decisions: List[Decision], store: Store, ok: bool,
     stages = []
     for d in decisions:
         artifact = _artifact(store.path(d.name, d.fingerprint), d)
-        stage = {"name": d.name, "status": d.status, "reason": d.reason,
-                 "fingerprint": d.fingerprint, "artifact": str(artifact.resolve()),
-                 "seconds": round(d.seconds, 3), "size": _size(artifact)}
+        # A failed or skipped stage published nothing: point at nothing.
+        exists = d.status in ("built", "fresh", "planned")
+        stage = {"name": d.name, "status": d.status, "reason": d.reason, "fingerprint": d.fingerprint,
+                 "artifact": str(artifact.resolve()) if exists else None,
+                 "seconds": round(d.seconds, 3), "size": _size(artifact) if exists else None}
         if link_dir:  # the stable, readable path shown to people
             stage["link"] = str(_artifact(link_dir / d.name, d))
         stages.append(stage)

@@ -66,12 +66,16 @@ class Reporter:
                         ("seconds", {"justify": "right"}), ("artifact", {"overflow": "fold"}),
                         ("size", {"justify": "right"})):
             table.add_column(col, **kw)
+        failed = [s for s in report["stages"] if s["status"] == "failed"]
         for s in report["stages"]:
             style = STATUS_STYLE.get(s["status"], "")
-            table.add_row(s["name"], f"[{style}]{s['status']}[/]", escape(s["reason"]),
+            reason = "see below" if s in failed else s["reason"]  # too long for a table cell
+            table.add_row(s["name"], f"[{style}]{s['status']}[/]", escape(reason),
                           f"{s['seconds']:.1f}", _short(s.get("link") or s.get("artifact")),
                           human_size(s.get("size")))
         self.console.print(table)
+        for s in failed:
+            self.console.print(f"[bold red]{s['name']} failed:[/] {escape(s['reason'])}", soft_wrap=True)
         if report.get("artifact"):
             final = report["stages"][-1].get("link") or report["artifact"]
             self.console.print(f"artifact: {_short(final)} -> {report['artifact']}")

@@ -44,10 +44,8 @@ def build(ctx) -> dict:
         meta["outputs"] = [{"name": o, "dtype": t.dtype.name, "shape": t.shape.as_list()}
                            for o, t in zip(outputs, fetches)]
     if diff > f.tolerance:
-        hint = (f"; it has random ops ({', '.join(random[:3])}{', ...' if len(random) > 3 else ''}): bind "
-                "the placeholder that turns them off (keep_prob, is_training) in freeze.constants") if random else ""
         raise ParityError(f"frozen graph differs from the checkpoint by {diff:.3g} "
-                          f"(> freeze.tolerance={f.tolerance}){hint}")
+                          f"(> freeze.tolerance={f.tolerance}){_random_ops_hint(random)}")
     return {**meta, "parity_max_abs_diff": diff, "source": Path(prefix).name}
 
 
@@ -93,6 +91,14 @@ def _freeze(prefix: str, f, reporter):
                 raise StageFailed(f"running {Path(prefix).name}'s graph on seeded input failed: "
                                   f"{first_line(e)}") from None
     return frozen, outputs, feeds, expected
+
+
+def _random_ops_hint(names: List[str]) -> str:
+    if not names:
+        return ""
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return (f"; it has random ops ({shown}): bind the placeholder that turns them off "
+            "(keep_prob, is_training) in freeze.constants")
 
 
 def _node_name(name: str, nodes: Dict, reporter, key: str = "freeze.outputs") -> str:
