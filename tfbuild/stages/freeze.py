@@ -81,7 +81,8 @@ def _freeze(prefix: str, f, reporter):
                 sess, graph.as_graph_def(), outputs,
                 variable_names_blacklist=list(f.variable_denylist) or None)
             if constants:  # a bound PlaceholderWithDefault leaves its default behind: prune again
-                frozen = tf.compat.v1.graph_util.extract_sub_graph(_bind_constants(frozen, constants), outputs)
+                frozen = tf.compat.v1.graph_util.extract_sub_graph(
+                    _bind_constants(frozen, constants), outputs)
             feeds = _parity_feeds(_inputs(frozen))
             try:
                 expected = sess.run([o + ":0" for o in outputs],
