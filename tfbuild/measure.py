@@ -116,7 +116,7 @@ def frozen_session(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Se
     from tfbuild.stages.tf_session import config
 
     if graph_def is None:
-        graph_def = _read_graph_def(frozen_pb)
+        graph_def = read_graph_def(frozen_pb)
     with tf.Graph().as_default() as graph:
         try:
             tf.compat.v1.import_graph_def(graph_def, name="")
@@ -140,7 +140,8 @@ def frozen_session(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Se
                 raise StageFailed(f"running {frozen_pb} failed: {first_line(e)}") from None
 
 
-def _read_graph_def(frozen_pb: Path):
+def read_graph_def(frozen_pb: Path):
+    """The parsed GraphDef of `frozen_pb`; a missing or corrupt file is a StageFailed."""
     import tensorflow as tf
 
     graph_def = tf.compat.v1.GraphDef()

@@ -21,10 +21,9 @@ import subprocess
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from tfbuild.config import PRECISIONS
 from tfbuild.errors import (BackendUnavailable, CalibrationError, ConfigError,
                             NodeNotFound, StageFailed, first_line)
-
-PRECISIONS = ("FP32", "FP16", "INT8")
 
 # Parity bound: max |p_trt - p_frozen| over softmax probabilities (in [0, 1]).
 # FP32: TensorRT picks other kernels and, on Ampere+, TF32 math (10-bit
@@ -214,7 +213,7 @@ def _calibration_batches(calibration, settings: Mapping, dtype) -> list:
 def convert(frozen_pb: Path, outputs: Sequence[str], settings: Mapping,
             calibration, input_name: str, out_path: Path) -> dict:
     """Convert `frozen_pb` with TF-TRT and write the GraphDef to `out_path`."""
-    from tfbuild.measure import node_of  # not at the top: environment() runs on no-ops, without numpy
+    from tfbuild.measure import node_of, read_graph_def  # not at the top: no-ops call environment()
 
     preflight()
     validate(settings)
@@ -226,12 +225,7 @@ def convert(frozen_pb: Path, outputs: Sequence[str], settings: Mapping,
     import tensorflow as tf
     from tensorflow.python.compiler.tensorrt import trt_convert as trt
 
-    graph_def = tf.compat.v1.GraphDef()
-    try:
-        graph_def.ParseFromString(Path(frozen_pb).read_bytes())
-    except Exception as e:
-        raise StageFailed(f"cannot read frozen graph {frozen_pb}: "
-                          f"{first_line(e)}; rebuild the freeze stage") from e
+    graph_def = read_graph_def(frozen_pb)
     nodes = {n.name: n for n in graph_def.node}
     for name in [node_of(input_name), *out_nodes]:
         if name not in nodes:
