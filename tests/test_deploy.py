@@ -60,7 +60,7 @@ def test_sweep_failed_job_shows_and_others_finish(project, tfbuild):
 
 
 def test_trt_preflight_fails_before_upstream_work(project, tfbuild):
-    from tfbuild.trt_convert import environment
+    from tfbuild.tf.trt_convert import environment
     if environment()["gpu"] and environment()["tensorflow"] <= "2.17":
         pytest.skip("TF-TRT may be present here: the pre-flight passes")
     run = tfbuild("target=tiny_trt")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tfbuild import lockfile
+from tfbuild.engine import lockfile
 
 MINE = """\
 defaults:

@@ -1,4 +1,4 @@
-"""tfbuild.models: graph-mode model zoo, exercised with real TensorFlow."""
+"""tfbuild.tf.models: graph-mode model zoo, exercised with real TensorFlow."""
 
 import re
 
@@ -8,7 +8,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from tfbuild.errors import ConfigError  # noqa: E402
-from tfbuild.models import build_logits  # noqa: E402
+from tfbuild.tf.models import build_logits  # noqa: E402
 
 v1 = tf.compat.v1
 TINY = {"name": "densenet", "growth_rate": 8, "init_filters": 16, "blocks": [2, 2, 2, 2],

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from tfbuild.errors import CalibrationError, ConfigError, NodeNotFound, StageFailed
-from tfbuild.measure import (latency_frozen, latency_tflite, load_interpreter, max_abs_diff,
+from tfbuild.tf.measure import (latency_frozen, latency_tflite, load_interpreter, max_abs_diff,
                              run_frozen, run_tflite, seeded_batch)
-from tfbuild.tflite_convert import TOLERANCE, convert
+from tfbuild.tf.tflite_convert import TOLERANCE, convert
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = [None, 16, 16, 3]
@@ -172,8 +172,8 @@ def test_works_with_eager_execution_disabled(tmp_path):
         tf.compat.v1.disable_eager_execution()
         from test_tflite import build_frozen_graph, INPUTS, OUTPUTS
         from tfbuild.calibration import load_calibration
-        from tfbuild.measure import run_frozen, run_tflite, max_abs_diff, seeded_batch
-        from tfbuild.tflite_convert import TOLERANCE, convert
+        from tfbuild.tf.measure import run_frozen, run_tflite, max_abs_diff, seeded_batch
+        from tfbuild.tf.tflite_convert import TOLERANCE, convert
         tmp = Path({str(tmp_path)!r})
         with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
             png = sess.run(tf.io.encode_png(tf.zeros([20, 24, 3], tf.uint8)))

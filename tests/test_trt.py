@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfbuild import trt_convert as trt
+from tfbuild.tf import trt_convert as trt
 from tfbuild.errors import (BackendUnavailable, CalibrationError, ConfigError,
                             StageFailed)
 
@@ -88,7 +88,7 @@ def test_validate_accepts(settings):
 
 
 def test_validate_and_environment_do_not_import_tensorflow():
-    code = ("import sys; from tfbuild import trt_convert as t; "
+    code = ("import sys; from tfbuild.tf import trt_convert as t; "
             f"t.validate({INT8!r}); env = t.environment(); "
             "assert set(env) == {'tensorflow', 'tensorrt', 'gpu'}, env; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")

@@ -25,10 +25,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from . import sweep
-from .build import build_target, verify
-from .config import Config
+from .config import Config, validate
+from .engine.build import Options, build_target, verify
 from .errors import ConfigError, TfbuildError
-from .report import Reporter, write_json
+from .stages import REGISTRY
+from .engine.store import write_json
+from .report import Reporter
 from .targets import TargetsSource, check_name, data_dir
 
 ConfigStore.instance().store(name="tfbuild_schema", node=Config)
@@ -42,9 +44,16 @@ _state = {"task_started": False}
 
 def to_config(dcfg: DictConfig) -> Config:
     try:
-        return OmegaConf.to_object(dcfg)
+        cfg = OmegaConf.to_object(dcfg)
     except OmegaConfBaseException as e:
         raise ConfigError(one_line(str(e))) from None
+    return validate(cfg)
+
+
+def options(cfg: Config) -> Options:
+    return Options(build_dir=Path(cfg.build_dir), lock_file=Path(cfg.lock_file), force=cfg.force,
+                   dry_run=cfg.dry_run, bench=cfg.bench if cfg.bench.enabled else None,
+                   bench_again=cfg.bench.again)
 
 
 def run_job(dcfg: DictConfig, reporter: Reporter) -> int:
@@ -60,10 +69,11 @@ def run_job(dcfg: DictConfig, reporter: Reporter) -> int:
     try:
         cfg = to_config(dcfg)
         if cfg.verify:
-            report = verify(cfg, target, reporter, lock_key)
+            report = verify(cfg, REGISTRY, options(cfg), target, reporter, lock_key)
         else:
             link_dir = Path(hc.runtime.output_dir) if multirun else None
-            report = build_target(cfg, target, reporter, lock_key=lock_key, link_dir=link_dir)
+            report = build_target(cfg, REGISTRY, options(cfg), target, reporter,
+                                  lock_key=lock_key, link_dir=link_dir)
         if multirun:  # one line per job; the sweep ends with one table
             built = ",".join(s["name"] for s in report["stages"] if s["status"] == "built")
             reporter.info(f"job {hc.job.num} ({' '.join(job_overrides)}): "

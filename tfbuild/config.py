@@ -2,8 +2,10 @@
 
 Hydra merges `conf/config.yaml`, the target file and the command line onto
 `Config`; OmegaConf then rejects unknown keys and ill-typed values before any
-build work starts. `to_target` turns the merged DictConfig into these plain
-dataclasses, so the rest of tfbuild never sees OmegaConf.
+build work starts. `cli.to_config` turns the merged DictConfig into these plain
+dataclasses, so the rest of tfbuild never sees OmegaConf, and `validate`
+checks what types cannot say — the one validation layer besides each stage's
+own `check`, all of it before any stage runs.
 """
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-STAGES = ("train", "placeholder", "freeze", "trt", "tflite")
-PRECISIONS = ("FP32", "FP16", "INT8")
+from .errors import CalibrationError, ConfigError
+
+PRECISIONS = ("FP32", "FP16", "INT8")   # written in any case, kept upper case
 
 
 @dataclass
@@ -95,6 +98,7 @@ class TrtCfg:
     is_dynamic_op: bool = False
     maximum_cached_engines: int = 1
     calibration: CalibrationCfg = field(default_factory=CalibrationCfg)
+    tolerance: Optional[float] = None    # null: the precision's default
 
 
 @dataclass
@@ -102,6 +106,7 @@ class TfliteCfg:
     precision: str = "FP32"
     batch_size: int = 1
     calibration: CalibrationCfg = field(default_factory=CalibrationCfg)
+    tolerance: Optional[float] = None    # null: the precision's default
 
 
 @dataclass
@@ -129,3 +134,52 @@ class Config:
     trt: Optional[TrtCfg] = None
     tflite: Optional[TfliteCfg] = None
     bench: BenchCfg = field(default_factory=BenchCfg)
+
+
+def validate(cfg: Config) -> Config:
+    """Checks across keys and ranges; upper-cases precisions. Raises ConfigError."""
+    if cfg.checkpoint.path and cfg.train is not None:
+        raise ConfigError("set either checkpoint.path (your checkpoint) or train "
+                          "(tfbuild trains a demo model), not both: add train=null")
+    if not cfg.checkpoint.path and cfg.train is None:
+        raise ConfigError("the target names no checkpoint: set checkpoint.path=DIR_OR_PREFIX "
+                          "(or train: {...} for a built-in demo model)")
+    if cfg.freeze is None:
+        raise ConfigError("the target has no freeze section: set freeze.outputs=[NODE,...]")
+    _at_least("freeze.tolerance", cfg.freeze.tolerance, 0)
+    if cfg.train is not None:
+        for key in ("steps", "batch_size", "examples"):
+            _at_least(f"train.{key}", getattr(cfg.train, key), 1)
+    _at_least("bench.runs", cfg.bench.runs, 1)
+    _at_least("bench.warmup", cfg.bench.warmup, 0)
+    for name in ("trt", "tflite"):
+        section = getattr(cfg, name)
+        if section is not None:
+            section.precision = check_precision(name, section.precision, section.calibration)
+            if section.tolerance is not None:
+                _at_least(f"{name}.tolerance", section.tolerance, 0)
+    if cfg.tflite is not None:
+        _at_least("tflite.batch_size", cfg.tflite.batch_size, 1)
+    return cfg
+
+
+def check_precision(section: str, precision: str, calibration: CalibrationCfg) -> str:
+    """The precision in upper case, and INT8 has its calibration data."""
+    if not isinstance(precision, str) or precision.upper() not in PRECISIONS:
+        raise ConfigError(f"{section}.precision={precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
+    if calibration.path and calibration.random:
+        raise ConfigError(f"set only one of {section}.calibration.path and {section}.calibration.random")
+    if calibration.num_samples < 1:
+        raise CalibrationError(f"{section}.calibration.num_samples must be at least 1, "
+                               f"got {calibration.num_samples}")
+    precision = precision.upper()
+    if precision == "INT8" and not (calibration.path or calibration.random):
+        raise CalibrationError(f"{section}.precision=INT8 needs calibration data: set "
+                               f"{section}.calibration.path to a .npy/.npz or an image folder "
+                               f"(or {section}.calibration.random=true for a demo)")
+    return precision
+
+
+def _at_least(key: str, value, minimum) -> None:
+    if value < minimum:
+        raise ConfigError(f"{key}={value} is out of range: use a value >= {minimum}")

@@ -48,6 +48,10 @@ class ParityError(StageFailed):
     """A converted graph's outputs differ from its source beyond tolerance."""
 
 
+class InferenceModeError(StageFailed):
+    """A frozen graph still behaves as in training (its outputs depend on the batch)."""
+
+
 def first_line(error: BaseException) -> str:
     """The first non-empty line of an exception (TF errors carry pages of context)."""
     text = getattr(error, "message", None) or str(error)

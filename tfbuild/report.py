@@ -5,7 +5,6 @@ Tests build a Reporter on a plain-text console and read what a person sees.
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -88,10 +87,3 @@ def _short(path: Optional[str]) -> str:
         return str(Path(path).relative_to(Path.cwd()))
     except ValueError:
         return path
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)

@@ -14,7 +14,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.table import Table
 
-from .report import Reporter, human_size, write_json
+from .engine.store import write_json
+from .report import Reporter, human_size
 
 _state = {"code": 0}
 

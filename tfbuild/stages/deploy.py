@@ -4,44 +4,48 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
+from ..engine.spec import Artifact
 from ..errors import TfbuildError
 
 
-def given(calibration) -> bool:
-    return bool(calibration.path or calibration.random)
+def calibration_input(calibration) -> Dict[str, List[Path]]:
+    """`files` of a stage with a calibration section."""
+    if not calibration.path:
+        return {}
+    from ..calibration import calibration_files
+    return {"calibration": calibration_files(calibration.path)}
 
 
-def frozen(ctx) -> Path:
-    return ctx.inputs["freeze"] / "frozen.pb"
+def frozen(freeze: Artifact) -> Path:
+    return freeze.path / freeze.metadata["graph"]
 
 
-def graph_io(ctx):
-    meta = ctx.metadata["freeze"]
+def graph_io(freeze: Artifact):
+    meta = freeze.metadata
     return meta["inputs"], [o["name"] for o in meta["outputs"]]
 
 
-def calibration(ctx, section_name: str, needed: bool) -> Optional[np.ndarray]:
+def calibration(freeze: Artifact, section: str, calibration, needed: bool, log) -> Optional[np.ndarray]:
     """The section's calibration data (None when not needed and not given)."""
-    section = getattr(ctx.cfg, section_name)
-    if not given(section.calibration) and not needed:
+    if not (calibration.path or calibration.random or needed):
         return None
     from ..calibration import load_calibration
-    inputs, _ = graph_io(ctx)
+    inputs, _ = graph_io(freeze)
     try:
-        return load_calibration(dataclasses.asdict(section.calibration), inputs[0]["shape"], inputs[0]["dtype"],
-                                warn=ctx.reporter.warn)
+        return load_calibration(dataclasses.asdict(calibration), inputs[0]["shape"], inputs[0]["dtype"],
+                                warn=log.warn)
     except TfbuildError as e:  # name the section the key lives in
-        e.args = (str(e).replace("calibration.", f"{section_name}.calibration."),)
+        e.args = (str(e).replace("calibration.", f"{section}.calibration."),)
         raise
 
 
 def parity_feeds(inputs: List[dict], batch: int, data: Optional[np.ndarray]) -> List[np.ndarray]:
     """Calibration samples when there are enough (INT8 ranges fit them), else seeded noise."""
-    from ..measure import seeded_batch
+    from ..tf.measure import seeded_batch
     feeds = []
     for i, spec_ in enumerate(inputs):
         if i == 0 and data is not None and len(data) >= batch:

@@ -8,10 +8,17 @@ graph against the checkpoint it came from on the same seeded input.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
+from typing import TYPE_CHECKING, Dict, List, Optional
 
-from ..errors import CheckpointError, ConfigError, NodeNotFound, ParityError, StageFailed, first_line
+from ..engine.spec import PATH, StageSpec, section
+from ..errors import (CheckpointError, ConfigError, InferenceModeError, NodeNotFound, ParityError,
+                      StageFailed, first_line)
+from .common import checkpoint_input, checkpoint_of
+
+if TYPE_CHECKING:
+    from ..config import FreezeCfg
 
 ARTIFACT = "frozen.pb"
 PARITY_BATCH = 2
@@ -22,31 +29,74 @@ RANDOM_OPS = {"RandomUniform", "RandomUniformInt", "RandomStandardNormal", "Trun
               "Multinomial", "RandomShuffle"}
 
 
-def check(cfg) -> None:
-    if not cfg.freeze.outputs:
+@dataclass(frozen=True)
+class Settings:
+    freeze: FreezeCfg
+    checkpoint: Optional[str] = field(default=None, metadata=PATH)   # when no upstream stage
+
+
+def settings(cfg, deps) -> Settings:
+    return Settings(cfg.freeze, None if deps else cfg.checkpoint.path)
+
+
+def check(s: Settings) -> None:
+    if not s.freeze.outputs:
         raise ConfigError("freeze.outputs is empty: name the output nodes, e.g. freeze.outputs=[probs]")
 
 
-def build(ctx) -> dict:
-    from ..measure import frozen_session, max_abs_diff
+def run(inputs, s: Settings, out: Path, log) -> dict:
+    from ..tf.measure import frozen_session, max_abs_diff
 
-    f, prefix = ctx.cfg.freeze, ctx.checkpoint_prefix()
-    frozen, outputs, feeds, expected = _freeze(prefix, f, ctx.reporter)
-    out = ctx.out / ARTIFACT
-    out.write_bytes(frozen.SerializeToString(deterministic=True))
-    meta = {"node_count": len(frozen.node), "ops": dict(sorted(Counter(n.op for n in frozen.node).items())),
-            "inputs": _inputs(frozen)}
+    f, prefix = s.freeze, checkpoint_of(inputs, s.checkpoint)
+    frozen, outputs, feeds, expected = _freeze(prefix, f, log)
+    path = out / ARTIFACT
+    path.write_bytes(frozen.SerializeToString(deterministic=True))
+    meta = {"graph": ARTIFACT, "node_count": len(frozen.node),
+            "ops": dict(sorted(Counter(n.op for n in frozen.node).items())), "inputs": _inputs(frozen)}
     random = sorted(n.name for n in frozen.node if n.op in RANDOM_OPS)
+    defaults = sorted(n.name for n in frozen.node if n.op == "PlaceholderWithDefault")
     # Grappler off: parity checks the freezing itself, on the graph exactly as written.
-    with frozen_session(out, feeds, outputs, graph_def=frozen, grappler=False) as (sess, fetches, feed_dict):
+    with frozen_session(path, feeds, outputs, graph_def=frozen, grappler=False) as (sess, fetches, feed_dict):
         del frozen
-        diff = max_abs_diff(expected, sess.run(fetches, feed_dict))
+        got = sess.run(fetches, feed_dict)
+        diff = max_abs_diff(expected, got)
         meta["outputs"] = [{"name": o, "dtype": t.dtype.name, "shape": t.shape.as_list()}
                            for o, t in zip(outputs, fetches)]
+        if diff <= f.tolerance:
+            _check_inference_mode(sess, fetches, feed_dict, got, f.tolerance, defaults)
     if diff > f.tolerance:
         raise ParityError(f"frozen graph differs from the checkpoint by {diff:.3g} "
                           f"(> freeze.tolerance={f.tolerance}){_random_ops_hint(random)}")
+    if defaults:
+        log.warn(f"the frozen graph keeps inputs with defaults ({', '.join(defaults)}): if one "
+                 "switches training behaviour, bind it in freeze.constants, e.g. "
+                 f"+freeze.constants.{defaults[0]}=false")
     return {**meta, "parity_max_abs_diff": diff, "source": Path(prefix).name}
+
+
+def _check_inference_mode(sess, fetches, feed_dict, batched, tolerance: float, defaults: List[str]) -> None:
+    """Refuse a graph whose output for one sample depends on the rest of its batch.
+
+    Both sides of the parity check run the same graph, so a graph left in training
+    mode (batch norm on batch statistics) passes parity; this catches it.
+    """
+    from ..tf.measure import max_abs_diff
+
+    if any(t.shape.rank and t.shape[0] is not None for t in feed_dict):
+        return  # a fixed batch size: one sample cannot be run alone
+    alone = sess.run(fetches, {t: v[:1] if t.shape.rank else v for t, v in feed_dict.items()})
+    diff = max_abs_diff([b[:1] for b in batched], alone)
+    if diff <= tolerance:
+        return
+    if defaults:
+        fix = (f"inputs left at their defaults: {', '.join(defaults)}; bind them in freeze.constants, "
+               f"e.g. +freeze.constants.{defaults[0]}=false")
+    else:
+        fix = ("no input is left at a default, so the graph itself computes batch statistics: "
+               "build it with training=False (the placeholder stage does)")
+    raise InferenceModeError(
+        f"frozen graph is not in inference mode: one sample's output changes by {diff:.3g} with the "
+        f"other samples of its batch (batch norm in training mode is the usual cause); {fix}")
 
 
 def _freeze(prefix: str, f, reporter):
@@ -57,7 +107,7 @@ def _freeze(prefix: str, f, reporter):
     """
     import tensorflow as tf
 
-    from .tf_session import session
+    from ..tf.session import session
 
     if not Path(prefix + ".meta").is_file():
         raise CheckpointError(f"{prefix}.meta not found: placeholder: null freezes the checkpoint's "
@@ -104,10 +154,10 @@ def _random_ops_hint(names: List[str]) -> str:
 
 def _node_name(name: str, nodes: Dict, reporter, key: str = "freeze.outputs") -> str:
     """Accept 'probs' or 'probs:0'; a missing node names the closest ones."""
-    from ..measure import node_of
+    from ..tf.measure import node_of
     node = node_of(name)
     if node not in nodes:
-        from .tf_session import closest
+        from ..tf.session import closest
         near = closest(node, nodes)
         raise NodeNotFound(f"{key}: no node {node!r} in the graph; closest: "
                            f"{', '.join(near) if near else '(none)'}")
@@ -156,7 +206,7 @@ def _inputs(graph_def) -> List[dict]:
 def _parity_feeds(inputs: List[dict]) -> Dict:
     import numpy as np
 
-    from ..measure import seeded_batch
+    from ..tf.measure import seeded_batch
     feeds = {}
     for i, spec in enumerate(inputs):
         shape = spec["shape"]
@@ -171,8 +221,14 @@ def _parity_feeds(inputs: List[dict]) -> Dict:
     return feeds
 
 
-def bench(cfg, artifact: Path, meta: dict) -> dict:
-    from ..measure import latency_frozen, seeded_batch
+def bench(artifact, b) -> dict:
+    from ..tf.measure import latency_frozen, seeded_batch
+    meta = artifact.metadata
     feeds = {i["name"]: seeded_batch(i["shape"][1:], 1) for i in meta["inputs"]}
-    return latency_frozen(artifact / ARTIFACT, feeds, [o["name"] for o in meta["outputs"]],
-                          warmup=cfg.bench.warmup, runs=cfg.bench.runs)
+    return latency_frozen(artifact.path / ARTIFACT, feeds, [o["name"] for o in meta["outputs"]],
+                          warmup=b.warmup, runs=b.runs)
+
+
+SPEC = StageSpec("freeze", settings, run, present=section("freeze"), upstream=(("placeholder", "train"),),
+                 artifact=ARTIFACT, files=lambda s: checkpoint_input(s.checkpoint),
+                 tools=("tensorflow",), check=check, bench=bench)

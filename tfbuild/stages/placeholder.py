@@ -8,18 +8,36 @@ saves a new checkpoint with its `.meta`.
 from __future__ import annotations
 
 import importlib
-from typing import Dict, List
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional
 
+from ..engine.spec import PATH, StageSpec, section
 from ..errors import CheckpointError, ConfigError, first_line
+from .common import checkpoint_input, checkpoint_of, need_model
 
-ARTIFACT = None
+if TYPE_CHECKING:
+    from ..config import ModelCfg, PlaceholderCfg
+
 PREFIX = "model.ckpt"
 _IGNORED = ("ExponentialMovingAverage", "Momentum", "Adam", "global_step", "beta1_power",
             "beta2_power", "RMSProp")
 
 
-def check(cfg) -> None:
-    p = cfg.placeholder
+@dataclass(frozen=True)
+class Settings:
+    model: ModelCfg
+    placeholder: PlaceholderCfg
+    checkpoint: Optional[str] = field(default=None, metadata=PATH)   # when no train stage
+
+
+def settings(cfg, deps) -> Settings:
+    need_model(cfg, "placeholder")
+    return Settings(cfg.model, cfg.placeholder, None if deps else cfg.checkpoint.path)
+
+
+def check(s: Settings) -> None:
+    p = s.placeholder
     if not p.inputs:
         raise ConfigError("placeholder.inputs is empty: name at least one input, e.g. "
                           "{name: input, shape: [null, 224, 224, 3], dtype: float32}")
@@ -30,17 +48,17 @@ def check(cfg) -> None:
         raise ConfigError(f"placeholder.ema_decay={p.ema_decay}: use a decay in (0, 1) or null")
 
 
-def build(ctx) -> dict:
+def run(inputs, s: Settings, out: Path, log) -> dict:
     import tensorflow as tf
 
-    from .tf_session import session
+    from ..tf.session import session
 
-    cfg, p = ctx.cfg, ctx.cfg.placeholder
-    prefix = ctx.checkpoint_prefix()
+    p = s.placeholder
+    prefix = checkpoint_of(inputs, s.checkpoint)
     stored = _checkpoint_shapes(prefix)
     graph = tf.Graph()
     with graph.as_default():
-        towers = _build_towers(cfg)
+        towers = _build_towers(s)
         var_map = _restore_map(p.ema_decay)
         _check_variables(var_map, stored, prefix)
         restorer = tf.compat.v1.train.Saver(var_list=var_map)
@@ -50,17 +68,17 @@ def build(ctx) -> dict:
                 restorer.restore(sess, prefix)
             except (tf.errors.DataLossError, tf.errors.OpError) as e:
                 raise CheckpointError(f"cannot restore {prefix}: {first_line(e)}") from None
-            saver.save(sess, str(ctx.out / PREFIX), write_state=True)
+            saver.save(sess, str(out / PREFIX), write_state=True)
     return {"checkpoint": PREFIX, "inputs": towers["inputs"], "outputs": towers["outputs"],
             "ema_restored": p.ema_decay is not None, "devices": list(p.devices)}
 
 
-def _build_towers(cfg) -> Dict[str, List]:
+def _build_towers(s: Settings) -> Dict[str, List]:
     import tensorflow as tf
 
-    from ..preprocess import preprocess
+    from ..tf.preprocess import preprocess
 
-    p = cfg.placeholder
+    p = s.placeholder
     devices = list(p.devices) or [None]
     inputs, outputs = [], []
     for i, device in enumerate(devices):
@@ -68,7 +86,7 @@ def _build_towers(cfg) -> Dict[str, List]:
         with tf.device(device), _maybe_scope(scope):
             feeds = [tf.compat.v1.placeholder(tf.as_dtype(s.dtype), s.shape, name=s.name) for s in p.inputs]
             try:
-                logits = _logits(cfg, [preprocess(feeds[0], p.preprocessing), *feeds[1:]])
+                logits = _logits(s.model, [preprocess(feeds[0], p.preprocessing), *feeds[1:]])
             except (ValueError, TypeError) as e:
                 raise ConfigError(f"placeholder.inputs shape {list(p.inputs[0].shape)} does not fit "
                                   f"the model: {first_line(e)}") from None
@@ -86,8 +104,7 @@ def _maybe_scope(scope):
     return tf.name_scope(scope) if scope else contextlib.nullcontext()
 
 
-def _logits(cfg, tensors):
-    m = cfg.model
+def _logits(m: ModelCfg, tensors):
     if m._target_:
         module_name, _, fn_name = m._target_.rpartition(".")
         try:
@@ -96,9 +113,8 @@ def _logits(cfg, tensors):
             raise ConfigError(f"model._target_={m._target_!r} cannot be imported ({e}): give "
                               "package.module.function, importable from where tfbuild runs") from None
         return fn(*tensors, **dict(m.params))
-    from ..models import build_logits
-    from .train import _model_dict
-    return build_logits(_model_dict(m), tensors[0], is_training=False)
+    from ..tf.models import build_logits
+    return build_logits(m, tensors[0], is_training=False)
 
 
 def _restore_map(ema_decay) -> dict:
@@ -136,3 +152,6 @@ def _check_variables(var_map: dict, stored: Dict[str, List[int]], prefix: str) -
                           "check model.* and placeholder.inputs, or placeholder.ema_decay "
                           "(null restores raw variables)")
 
+
+SPEC = StageSpec("placeholder", settings, run, present=section("placeholder"), upstream=(("train",),),
+                 files=lambda s: checkpoint_input(s.checkpoint), tools=("tensorflow",), check=check)

@@ -7,8 +7,35 @@ of the weights that the placeholder stage restores. Real users point
 """
 from __future__ import annotations
 
-ARTIFACT = None
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, List, Optional
+
+from ..engine.spec import StageSpec, key
+from ..errors import ConfigError
+from .common import need_model
+
+if TYPE_CHECKING:
+    from ..config import ModelCfg, PreprocessingCfg, TrainCfg
+
 PREFIX = "model.ckpt"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: ModelCfg
+    train: TrainCfg
+    # Training sees the same preprocessing and input shape the inference graph will.
+    preprocessing: Optional[PreprocessingCfg] = field(metadata=key("placeholder.preprocessing"))
+    input_shape: List[int] = field(metadata=key("train.input_shape"))
+
+
+def settings(cfg, deps) -> Settings:
+    need_model(cfg, "train")
+    if cfg.placeholder is None or not cfg.placeholder.inputs:
+        raise ConfigError("train needs placeholder.inputs to know the model's input shape")
+    return Settings(cfg.model, cfg.train, cfg.placeholder.preprocessing,
+                    list(cfg.placeholder.inputs[0].shape[1:]))
 
 
 def synthetic_data(shape, num_classes: int, examples: int, seed: int):
@@ -23,24 +50,22 @@ def synthetic_data(shape, num_classes: int, examples: int, seed: int):
     return np.clip(images, 0, 255).astype(np.float32), labels.astype(np.int64)
 
 
-def build(ctx) -> dict:
+def run(inputs, s: Settings, out: Path, log) -> dict:
     import tensorflow as tf
 
-    from ..graph import train_input_shape
-    from ..models import build_logits
-    from ..preprocess import preprocess
-    from .tf_session import op_determinism, session
+    from ..tf.models import build_logits
+    from ..tf.preprocess import preprocess
+    from ..tf.session import op_determinism, session
 
-    cfg, t = ctx.cfg, ctx.cfg.train
-    shape = train_input_shape(cfg)
-    images, labels = synthetic_data(shape, cfg.model.num_classes, t.examples, t.seed)
+    t = s.train
+    images, labels = synthetic_data(s.input_shape, s.model.num_classes, t.examples, t.seed)
     graph = tf.Graph()
     with op_determinism(), graph.as_default():
         tf.compat.v1.set_random_seed(t.seed)
         data = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(t.batch_size)
         x, y = tf.compat.v1.data.make_one_shot_iterator(data).get_next()
-        x = preprocess(x, cfg.placeholder.preprocessing if cfg.placeholder else None)
-        logits = build_logits(_model_dict(cfg.model), x, is_training=True)
+        x = preprocess(x, s.preprocessing)
+        logits = build_logits(s.model, x, is_training=True)
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
         loss = loss + tf.add_n(tf.compat.v1.losses.get_regularization_losses() or [tf.constant(0.0)])
         step = tf.compat.v1.train.get_or_create_global_step()
@@ -56,11 +81,10 @@ def build(ctx) -> dict:
             losses = [float(sess.run([train_op, loss])[1]) for _ in range(t.steps)]
             # No .meta: tf.data function names in it carry per-process counters, so it
             # would differ between identical builds; the placeholder stage rebuilds the graph.
-            saver.save(sess, str(ctx.out / PREFIX), write_meta_graph=False)
+            saver.save(sess, str(out / PREFIX), write_meta_graph=False)
     return {"checkpoint": PREFIX, "steps": t.steps, "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else None}
 
 
-def _model_dict(model) -> dict:
-    import dataclasses
-    return {k: v for k, v in dataclasses.asdict(model).items() if k not in ("_target_", "params")}
+SPEC = StageSpec("train", settings, run, tools=("tensorflow",),
+                 present=lambda cfg: cfg.train is not None and not cfg.checkpoint.path)

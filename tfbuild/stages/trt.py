@@ -6,53 +6,69 @@ machine without TF-TRT fails at once with what to do instead.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..engine.spec import StageSpec, section
 from ..errors import ParityError
 from . import deploy
+
+if TYPE_CHECKING:
+    from ..config import TrtCfg
 
 ARTIFACT = "trt.pb"
 
 
-def _settings(cfg) -> dict:
-    s = dataclasses.asdict(cfg.trt)
-    s["precision"] = s["precision"].upper()
-    return s
+@dataclass(frozen=True)
+class Settings:
+    trt: TrtCfg
 
 
-def check(cfg) -> None:
-    from ..trt_convert import validate
-    validate(_settings(cfg))
+def check(s: Settings) -> None:
+    from ..tf.trt_convert import validate
+    validate(dataclasses.asdict(s.trt))
 
 
-def preflight(cfg) -> None:
-    from ..trt_convert import preflight as trt_preflight
+def preflight(s: Settings) -> None:
+    from ..tf.trt_convert import preflight as trt_preflight
     trt_preflight()
 
 
-def build(ctx) -> dict:
-    from ..measure import max_abs_diff, run_frozen
-    from ..trt_convert import TOLERANCE, convert
+def environment(s: Settings) -> dict:
+    from ..tf.trt_convert import environment as trt_environment
+    return trt_environment()
 
-    settings = _settings(ctx.cfg)
-    inputs, outputs = deploy.graph_io(ctx)
-    data = deploy.calibration(ctx, "trt", needed=settings["precision"] == "INT8")
-    out = ctx.out / ARTIFACT
-    meta = convert(deploy.frozen(ctx), outputs, settings, data, inputs[0]["name"], out)
-    batch = settings["max_batch_size"] or 1
-    feeds = {i["name"]: f for i, f in zip(inputs, deploy.parity_feeds(inputs, batch, data))}
-    diff = max_abs_diff(run_frozen(deploy.frozen(ctx), feeds, outputs), run_frozen(out, feeds, outputs))
-    tolerance = TOLERANCE[settings["precision"]]
+
+def run(inputs, s: Settings, out: Path, log) -> dict:
+    from ..tf.measure import max_abs_diff, run_frozen
+    from ..tf.trt_convert import TOLERANCE, convert
+
+    t, freeze = s.trt, inputs["freeze"]
+    graph_inputs, outputs = deploy.graph_io(freeze)
+    data = deploy.calibration(freeze, "trt", t.calibration, t.precision == "INT8", log)
+    path = out / ARTIFACT
+    meta = convert(deploy.frozen(freeze), outputs, dataclasses.asdict(t), data, graph_inputs[0]["name"], path)
+    batch = t.max_batch_size or 1
+    feeds = {i["name"]: f for i, f in zip(graph_inputs, deploy.parity_feeds(graph_inputs, batch, data))}
+    diff = max_abs_diff(run_frozen(deploy.frozen(freeze), feeds, outputs), run_frozen(path, feeds, outputs))
+    tolerance = TOLERANCE[t.precision] if t.tolerance is None else t.tolerance
     if diff > tolerance:
-        raise ParityError(f"TF-TRT {settings['precision']} graph differs from the frozen graph by "
-                          f"{diff:.3g} (> {tolerance})")
-    return {**meta, "batch_size": batch, "inputs": inputs, "outputs": ctx.metadata["freeze"]["outputs"],
+        raise ParityError(f"TF-TRT {t.precision} graph differs from the frozen graph by "
+                          f"{diff:.3g} (> trt.tolerance={tolerance})")
+    return {**meta, "batch_size": batch, "inputs": graph_inputs, "outputs": freeze.metadata["outputs"],
             "parity_max_abs_diff": diff, "parity_tolerance": tolerance}
 
 
-def bench(cfg, artifact: Path, meta: dict) -> dict:
-    from ..measure import latency_frozen, seeded_batch
-    batch = meta["batch_size"]
-    feeds = {i["name"]: seeded_batch(i["shape"][1:], batch) for i in meta["inputs"]}
-    return latency_frozen(artifact / ARTIFACT, feeds, [o["name"] for o in meta["outputs"]],
-                          warmup=cfg.bench.warmup, runs=cfg.bench.runs)
+def bench(artifact, b) -> dict:
+    from ..tf.measure import latency_frozen, seeded_batch
+    meta = artifact.metadata
+    feeds = {i["name"]: seeded_batch(i["shape"][1:], meta["batch_size"]) for i in meta["inputs"]}
+    return latency_frozen(artifact.path / ARTIFACT, feeds, [o["name"] for o in meta["outputs"]],
+                          warmup=b.warmup, runs=b.runs)
+
+
+SPEC = StageSpec("trt", lambda cfg, deps: Settings(cfg.trt), run, present=section("trt"),
+                 upstream=("freeze",), artifact=ARTIFACT, environment=environment,
+                 files=lambda s: deploy.calibration_input(s.trt.calibration),
+                 check=check, preflight=preflight, bench=bench)

@@ -17,6 +17,7 @@ name scope: in a multi-tower graph filter them by tower, e.g.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from typing import Any, Mapping
 
@@ -28,8 +29,13 @@ _UNKNOWN = ("unknown model name {name!r}; built-in models: densenet, mnist_softm
             "(or give model._target_: package.module.function)")
 
 
-def build_logits(model: Mapping[str, Any], images: tf.Tensor, is_training: bool) -> tf.Tensor:
-    """Build the model's graph on `images` and return logits [batch, num_classes]."""
+def build_logits(model: Any, images: tf.Tensor, is_training: bool) -> tf.Tensor:
+    """Build the model's graph on `images` and return logits [batch, num_classes].
+
+    `model` is a mapping or a ModelCfg dataclass.
+    """
+    if dataclasses.is_dataclass(model):
+        model = dataclasses.asdict(model)
     name = _require(model, "name")
     builder = _BUILDERS.get(name)
     if builder is None:

@@ -12,6 +12,7 @@ no-op path and feed the build fingerprint.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.metadata
 import itertools
@@ -21,7 +22,7 @@ import subprocess
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from tfbuild.config import PRECISIONS
+from tfbuild.config import CalibrationCfg, TrtCfg, check_precision
 from tfbuild.errors import (BackendUnavailable, CalibrationError, ConfigError,
                             NodeNotFound, StageFailed, first_line)
 
@@ -34,17 +35,9 @@ from tfbuild.errors import (BackendUnavailable, CalibrationError, ConfigError,
 #   is the usual accuracy budget for post-training quantisation.
 TOLERANCE = {"FP32": 2e-3, "FP16": 1e-2, "INT8": 5e-2}
 
-# Missing keys mean TF's own V1 defaults, except max_batch_size: static mode
-# must name it explicitly.
-DEFAULTS = {
-    "precision": "FP32",
-    "max_batch_size": None,
-    "max_workspace_size_bytes": 1 << 30,
-    "minimum_segment_size": 3,
-    "is_dynamic_op": False,
-    "maximum_cached_engines": 1,
-    "calibration": None,
-}
+# Missing keys take the target schema's defaults: one set of defaults.
+DEFAULTS = {**dataclasses.asdict(TrtCfg()), "calibration": None}
+_CAL_KEYS = {f.name for f in dataclasses.fields(CalibrationCfg)}
 
 _LAST_TF_WITH_TRT = (2, 17)
 _FIX = ("Build on a machine with an NVIDIA GPU and TensorFlow <=2.17 built with "
@@ -66,11 +59,11 @@ def _int_at_least(settings: Mapping, key: str, minimum: int,
 def validate(settings: Mapping) -> None:
     """Reject bad TF-TRT settings with one actionable line. Pure, no TF."""
     s = {**DEFAULTS, **settings}
-    precision = s["precision"]
-    if not isinstance(precision, str) or precision.upper() not in PRECISIONS:
-        raise ConfigError(f"trt.precision {precision!r} is unknown; "
-                          f"use one of {', '.join(PRECISIONS)}")
-    precision = precision.upper()
+    cal = s["calibration"]
+    if cal is not None and not isinstance(cal, Mapping):
+        raise ConfigError(f"trt.calibration must be a mapping with path/random/"
+                          f"num_samples, got {type(cal).__name__}")
+    precision = check_precision("trt", s["precision"], CalibrationCfg(**{k: v for k, v in (cal or {}).items() if k in _CAL_KEYS}))
     if not isinstance(s["is_dynamic_op"], bool):
         raise ConfigError(f"trt.is_dynamic_op must be true or false, "
                           f"got {s['is_dynamic_op']!r}")
@@ -87,27 +80,10 @@ def validate(settings: Mapping) -> None:
     _int_at_least(s, "minimum_segment_size", 1)
     _int_at_least(s, "maximum_cached_engines", 1)
 
-    if precision != "INT8":
-        return
     # TF would silently switch INT8+calibration to dynamic mode; say it instead.
-    if not dynamic:
+    if precision == "INT8" and not dynamic:
         raise ConfigError("INT8 calibration needs dynamic mode: set "
                           "trt.is_dynamic_op=true")
-    cal = s["calibration"]
-    if cal is not None and not isinstance(cal, Mapping):
-        raise ConfigError(f"trt.calibration must be a mapping with path/random/"
-                          f"num_samples, got {type(cal).__name__}")
-    cal = cal or {}
-    if not cal.get("path") and not cal.get("random"):
-        raise CalibrationError(
-            "INT8 needs calibration data: set trt.calibration.path to a "
-            ".npy/.npz or image folder, or trt.calibration.random=true for a demo")
-    if cal.get("path") and cal.get("random"):
-        raise ConfigError("set only one of trt.calibration.path and "
-                          "trt.calibration.random")
-    if cal.get("num_samples") is not None:
-        _int_at_least(cal, "num_samples", 1, CalibrationError,
-                      prefix="trt.calibration.")
 
 
 def _dist_version(*names: str) -> str | None:
@@ -213,7 +189,7 @@ def _calibration_batches(calibration, settings: Mapping, dtype) -> list:
 def convert(frozen_pb: Path, outputs: Sequence[str], settings: Mapping,
             calibration, input_name: str, out_path: Path) -> dict:
     """Convert `frozen_pb` with TF-TRT and write the GraphDef to `out_path`."""
-    from tfbuild.measure import node_of, read_graph_def  # not at the top: no-ops call environment()
+    from tfbuild.tf.measure import node_of, read_graph_def  # not at the top: no-ops call environment()
 
     preflight()
     validate(settings)

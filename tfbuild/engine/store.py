@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .digests import StatCache, sha256_file
+from .fingerprint import StatCache, sha256_file
 
 MANIFEST = "tfbuild.json"
 MEASUREMENT = "bench.json"  # not an output: re-measuring changes no fingerprint
@@ -93,3 +93,11 @@ class Store:
             tmp.unlink()
         tmp.symlink_to(os.path.relpath(target, link.parent))
         os.replace(tmp, link)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically: a reader sees the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -113,7 +113,7 @@ def frozen_session(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Se
     """
     import tensorflow as tf
 
-    from tfbuild.stages.tf_session import config
+    from tfbuild.tf.session import config
 
     if graph_def is None:
         graph_def = read_graph_def(frozen_pb)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tfbuild.config import PRECISIONS
 from tfbuild.errors import CalibrationError, ConfigError, NodeNotFound, StageFailed
-from tfbuild.measure import node_of
+from tfbuild.tf.measure import node_of
 
 # Largest |tflite - frozen| allowed on any output element. Outputs are softmax
 # probabilities in [0, 1], so these are absolute probability errors.
@@ -29,7 +30,6 @@ TOLERANCE = {
     # tells "quantized" from "broken" with headroom for deeper nets.
     "INT8": 1e-1,
 }
-PRECISIONS = tuple(TOLERANCE)
 
 
 def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
@@ -90,7 +90,7 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
     tmp.write_bytes(model)
     os.replace(tmp, out_path)  # never leave a half-written model at out_path
 
-    from tfbuild.measure import load_interpreter
+    from tfbuild.tf.measure import load_interpreter
 
     interpreter = load_interpreter(model_content=model)
     return {

@@ -1,0 +1,228 @@
+"""Runs a target: plan, build what is stale, publish, record, report.
+
+Like ninja's Builder: state (store entry, lock entry) is written only after a
+step succeeded, and a failed step leaves nothing that looks finished.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import ConfigError, TfbuildError, UserError, first_line
+from . import lockfile
+from .fingerprint import StatCache
+from .graph import make_graph
+from .resolver import Decision, differences, resolve
+from .spec import Artifact, Registry
+from .store import MEASUREMENT, Store, write_json
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run, as opposed to what to build: none of it is part of any identity."""
+    build_dir: Path
+    lock_file: Path
+    force: Any = False          # True, or a list of stage names
+    dry_run: bool = False
+    bench: Any = None           # the bench settings handed to each stage's `bench`; None: measure nothing
+    bench_again: bool = False
+
+
+def parse_force(force, known: List[str], names: List[str]) -> List[str]:
+    if force is True:
+        return list(names)
+    if force in (False, None):
+        return []
+    items = [force] if isinstance(force, str) else list(force)
+    unknown = [s for s in items if s not in known]
+    if unknown:
+        raise ConfigError(f"force names unknown stage {unknown[0]!r}: use force=true or "
+                          f"force=[{','.join(names)}] (stages of this target)")
+    return [s for s in items if s in names]
+
+
+def plan(cfg: Any, registry: Registry, opts: Options, lock_key: str, target: str,
+         cache: StatCache) -> List[Decision]:
+    nodes = make_graph(cfg, registry)
+    force = parse_force(opts.force, registry.names(), [n.name for n in nodes])
+    previous = lockfile.read(opts.lock_file)
+    entry = previous.get(lock_key) or previous.get(target) or {}
+    return resolve(nodes, Store(opts.build_dir), cache, entry.get("stages"), force)
+
+
+def build_target(cfg: Any, registry: Registry, opts: Options, target: str, reporter, *,
+                 lock_key: Optional[str] = None, link_dir: Optional[Path] = None,
+                 write_lock: bool = True) -> dict:
+    """Build `target`; return the report (interface.md). Raises UserError on bad requests."""
+    return _build(cfg, registry, opts, target, reporter, lock_key or target, link_dir, write_lock)[0]
+
+
+def _build(cfg, registry, opts, target, reporter, lock_key, link_dir, write_lock
+           ) -> Tuple[dict, List[Decision]]:
+    store = Store(opts.build_dir)
+    cache = StatCache(store.meta_dir / "state.json")
+    decisions = plan(cfg, registry, opts, lock_key, target, cache)
+    if opts.dry_run:
+        reporter.plan(target, decisions)
+        cache.save()
+        return _report(target, decisions, store, ok=True, link_dir=None), decisions
+    for d in decisions:  # fail before spending time upstream
+        if d.stale and d.node.spec.preflight:
+            d.node.spec.preflight(d.node.settings)
+    ok = True
+    for d in decisions:
+        if not ok:
+            d.status, d.reasons = "skipped", ["not reached: an earlier stage failed"]
+            continue
+        try:
+            _run_stage(d, decisions, store, cache, reporter)
+        except UserError:
+            raise
+        except TfbuildError as e:
+            d.status, d.reasons, ok = "failed", [str(e)], False
+        except Exception as e:  # a bug or a TF error we did not anticipate: keep the trace
+            d.status, ok = "failed", False
+            d.reasons = [f"{type(e).__name__}: {first_line(e)}"]
+            reporter.err.print(traceback.format_exc(), markup=False)
+    cache.save()
+    link_dir = link_dir or opts.build_dir / target
+    if ok:
+        _bench(opts, decisions[-1], store, reporter)
+        if write_lock:
+            lockfile.update(opts.lock_file, lock_key, _lock_entry(decisions))
+        _link(store, decisions, link_dir)
+    return _report(target, decisions, store, ok, link_dir if ok else None), decisions
+
+
+def _inputs(d: Decision, decisions: List[Decision], store: Store) -> Dict[str, Artifact]:
+    ups = {u.name: u for u in decisions if u.name in d.node.deps}
+    return {n: Artifact(store.path(n, u.fingerprint), store.manifest(n, u.fingerprint)["metadata"])
+            for n, u in ups.items()}
+
+
+def _run_stage(d: Decision, decisions: List[Decision], store: Store, cache: StatCache,
+               reporter) -> None:
+    if not d.stale:
+        d.status = "fresh"
+        d.outputs = store.manifest(d.name, d.fingerprint)["outputs"]
+        return
+    with store.lock(d.fingerprint[:24]):
+        # A parallel job may have built the same artifact while we waited.
+        if not d.forced and store.damage(d.name, d.fingerprint, cache) is None:
+            d.status, d.reasons = "fresh", ["built meanwhile by a parallel job"]
+            d.outputs = store.manifest(d.name, d.fingerprint)["outputs"]
+            return
+        scratch = store.scratch(d.name)
+        try:
+            inputs = _inputs(d, decisions, store)
+            start = time.perf_counter()
+            try:
+                with reporter.running(d.name):
+                    metadata = d.node.spec.run(inputs, d.node.settings, scratch, reporter)
+            finally:  # a failed stage reports its time too
+                d.seconds = time.perf_counter() - start
+            manifest = store.publish(d.name, d.fingerprint, scratch, metadata, cache)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    d.status, d.outputs = "built", manifest["outputs"]
+
+
+def _bench(opts: Options, d: Decision, store: Store, reporter) -> None:
+    """Measure the final artifact once (a measurement is not a build input)."""
+    bench = d.node.spec.bench
+    root = store.path(d.name, d.fingerprint)
+    if opts.bench is None or bench is None or ((root / MEASUREMENT).exists() and not opts.bench_again):
+        return
+    artifact = Artifact(root, store.manifest(d.name, d.fingerprint)["metadata"])
+    with reporter.running("benchmark", f"of {d.name}"):
+        write_json(root / MEASUREMENT, bench(artifact, opts.bench))
+
+
+def _artifact(root: Path, d: Decision) -> Path:
+    name = d.node.spec.artifact
+    return root / name if name else root
+
+
+def _link(store: Store, decisions: List[Decision], link_dir: Path) -> None:
+    for d in decisions:
+        store.link(link_dir / d.name, store.path(d.name, d.fingerprint))
+
+
+def _lock_entry(decisions: List[Decision]) -> dict:
+    return {"stages": {d.name: {**d.record, "outputs": d.outputs} for d in decisions}}
+
+
+def _size(path: Path) -> Optional[int]:
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return None
+
+
+def _report(target: str, decisions: List[Decision], store: Store, ok: bool,
+            link_dir: Optional[Path]) -> dict:
+    stages = []
+    for d in decisions:
+        artifact = _artifact(store.path(d.name, d.fingerprint), d)
+        # A failed or skipped stage published nothing: point at nothing.
+        exists = d.status in ("built", "fresh", "planned")
+        stage = {"name": d.name, "status": d.status, "reason": d.reason, "fingerprint": d.fingerprint,
+                 "artifact": str(artifact.resolve()) if exists else None,
+                 "seconds": round(d.seconds, 3), "size": _size(artifact) if exists else None}
+        if link_dir:  # the stable, readable path shown to people
+            stage["link"] = str(_artifact(link_dir / d.name, d))
+        stages.append(stage)
+    final = stages[-1]["artifact"] if ok and stages else None
+    report = {"target": target, "ok": ok, "artifact": final, "stages": stages}
+    if ok and decisions:
+        last = decisions[-1]
+        meta = store.manifest(last.name, last.fingerprint)
+        report["metadata"] = meta["metadata"] if meta else None
+        report["benchmark"] = _read_json(store.path(last.name, last.fingerprint) / MEASUREMENT)
+    return report
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def verify(cfg: Any, registry: Registry, opts: Options, target: str, reporter,
+           lock_key: Optional[str] = None) -> dict:
+    """Rebuild from scratch elsewhere; a stage fails where it differs from the lock file."""
+    lock_key = lock_key or target
+    entry = lockfile.read(opts.lock_file).get(lock_key)
+    if not entry:
+        raise UserError(f"{opts.lock_file} has no entry for {lock_key!r}: build it once "
+                        "(tfbuild target=...) and commit the lock file, then verify")
+    with tempfile.TemporaryDirectory(prefix="tfbuild-verify-") as scratch:
+        fresh = replace(opts, build_dir=Path(scratch), lock_file=Path(scratch) / "verify.lock",
+                        force=False, dry_run=False, bench=None)
+        report, decisions = _build(cfg, registry, fresh, target, reporter, lock_key,
+                                   Path(scratch) / "links", write_lock=False)
+        for s, d in zip(report["stages"], decisions):
+            recorded = entry.get("stages", {}).get(d.name, {})
+            if not recorded:
+                s["status"], s["reason"] = "failed", "not in the lock file: rebuild and commit it"
+            elif recorded.get("fingerprint") != d.fingerprint:
+                why = "; ".join(differences(recorded, d.record)) or "its fingerprint"
+                s["status"], s["reason"] = "failed", f"differs from the lock file in {why}: rebuild and commit it"
+            elif s["status"] == "built" and d.outputs != recorded.get("outputs"):
+                old = recorded.get("outputs", {})
+                diff = sorted(k for k in set(d.outputs) | set(old) if d.outputs.get(k) != old.get(k))
+                s["status"], s["reason"] = "failed", f"output differs from the lock file: {', '.join(diff)}"
+            elif s["status"] == "built":
+                s["reason"] = "rebuilt from scratch: identical to the lock file"
+            s["artifact"] = s["link"] = None  # the scratch directory is gone
+        report["ok"] = report["ok"] and all(s["status"] != "failed" for s in report["stages"])
+        report["artifact"] = None
+    return report

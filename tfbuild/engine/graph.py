@@ -1,0 +1,53 @@
+"""The build graph as plain data: which stages a target has and what each reads.
+
+Made from a config and a `Registry`; it knows no stage by name. Every stage's
+settings are built and checked here, before anything runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+from ..errors import ConfigError
+from .spec import Registry, StageSpec
+
+
+@dataclass(frozen=True)
+class Node:
+    spec: StageSpec
+    settings: Any                         # exactly what `spec.run` receives
+    deps: Tuple[str, ...] = ()            # upstream stages, in the order declared
+    files: Dict[str, List[Path]] = field(default_factory=dict)  # external inputs by label
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def make_graph(cfg: Any, registry: Registry) -> List[Node]:
+    """The target's stages in build order, validated."""
+    nodes: List[Node] = []
+    present: set = set()
+    for spec in registry:
+        if not spec.present(cfg):
+            continue
+        deps = tuple(_dep(spec, up, present) for up in spec.upstream)
+        deps = tuple(d for d in deps if d)
+        settings = spec.settings(cfg, deps)
+        if spec.check:
+            spec.check(settings)
+        nodes.append(Node(spec, settings, deps, spec.files(settings)))
+        present.add(spec.name)
+    if not nodes:
+        raise ConfigError("the target builds nothing: give it a freeze section, e.g. freeze.outputs=[probs]")
+    return nodes
+
+
+def _dep(spec: StageSpec, up, present: set) -> str:
+    if isinstance(up, str):
+        if up not in present:
+            raise ConfigError(f"stage {spec.name} needs the {up} stage, which this target does "
+                              f"not have: add a {up} section to the target")
+        return up
+    return next((name for name in up if name in present), "")

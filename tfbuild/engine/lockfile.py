@@ -1,0 +1,76 @@
+"""tfbuild.lock: what each target's stages were built from and produced.
+
+YAML, keys sorted, schema-versioned, meant to be committed and diffed; it
+holds content digests and relative names, never an absolute path. It is read
+to explain staleness and written only after a target built successfully, by
+read-merge-write under a file lock that sits beside the lock file itself, so
+processes with different build_dirs sharing one lock file lose nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import Dict, Iterator, Optional
+
+import yaml
+
+from ..errors import ConfigError
+
+SCHEMA = 2   # 2: location-free inputs, code recorded per module
+
+
+def read(path: Path) -> Dict[str, dict]:
+    """{target key: entry}; an absent file, or one of an older schema, is an empty lock."""
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"lock file {path} is not valid YAML ({e.__class__.__name__}): "
+                          "fix or delete it") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not isinstance(data.get("targets") or {}, dict):
+        raise ConfigError(f"lock file {path} is not a tfbuild lock file (expected a mapping with "
+                          "'schema' and 'targets'): delete it and rebuild")
+    schema = data.get("schema")
+    if isinstance(schema, int) and schema < SCHEMA:
+        return {}  # rebuilt and rewritten by this version
+    if schema != SCHEMA:
+        raise ConfigError(f"lock file {path} has schema {schema!r}, this tfbuild writes schema "
+                          f"{SCHEMA}: upgrade tfbuild, or delete the lock file and rebuild")
+    return data.get("targets") or {}
+
+
+def dump(targets: Dict[str, dict]) -> str:
+    return yaml.safe_dump({"schema": SCHEMA, "targets": targets}, sort_keys=True,
+                          default_flow_style=False, width=100, allow_unicode=True)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the lock file's own lock (`.NAME.flock` beside it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.flock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def update(path: Path, key: str, entry: Optional[dict]) -> None:
+    """Replace one target's entry, keeping everyone else's; atomic and safe under concurrency."""
+    with locked(path):
+        targets = read(path)
+        if targets.get(key) == entry:
+            return  # nothing changed: leave the file (and its mtime) alone
+        targets[key] = entry
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(dump(targets))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)

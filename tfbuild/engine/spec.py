@@ -1,0 +1,95 @@
+"""What a stage declares once: the engine's only view of a stage.
+
+A stage is a plain function `run(inputs, settings, out, log) -> metadata`
+plus this declaration. Settings are a typed object built from the config; the
+engine fingerprints exactly that object and hands exactly it to `run`, so what
+a stage reads and what makes it stale cannot drift apart.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+
+# Field metadata for settings dataclasses.
+PATH = {"path": True}     # a file or directory: its *content* is the identity, never the path
+
+
+def key(name: str) -> dict:
+    """Show (and diff) this field under the config key the user writes, e.g. placeholder.preprocessing."""
+    return {"key": name}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A published upstream artifact, as a stage sees it."""
+    path: Path            # the artifact's directory in the store
+    metadata: dict        # what the stage's `run` returned
+
+
+def _none(_settings) -> dict:
+    return {}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    # (cfg, deps present) -> the typed settings object that `run` receives.
+    settings: Callable[[Any, Tuple[str, ...]], Any]
+    # (inputs by upstream name, settings, out dir, logger) -> metadata.
+    run: Callable[[Dict[str, Artifact], Any, Path, Any], dict]
+    # Is the stage part of this target?
+    present: Callable[[Any], bool]
+    # Each entry: a stage that must be present, or a tuple of alternatives,
+    # nearest first, of which the first present one is used (none: fine).
+    upstream: Tuple[Union[str, Tuple[str, ...]], ...] = ()
+    artifact: Optional[str] = None                       # main output file; None: the whole dir
+    files: Callable[[Any], Dict[str, List[Path]]] = _none  # external input files by label
+    tools: Tuple[str, ...] = ()                          # distributions whose versions count
+    environment: Callable[[Any], dict] = _none           # anything else of the machine that counts
+    check: Optional[Callable[[Any], None]] = None        # cheap validation, no TensorFlow
+    preflight: Optional[Callable[[Any], None]] = None    # can this machine build it at all?
+    bench: Optional[Callable[[Artifact, Any], dict]] = None  # (artifact, bench settings) -> figures
+
+    @property
+    def module(self) -> str:
+        """The implementing module: the root of the stage's code identity."""
+        return self.run.__module__
+
+
+def section(name: str) -> Callable[[Any], bool]:
+    """`present` for a stage that is built when the config's section `name` is not null."""
+    return lambda cfg: getattr(cfg, name, None) is not None
+
+
+class Registry:
+    """Stages in declaration order, which is also build order."""
+
+    def __init__(self, specs: Tuple[StageSpec, ...] = ()):
+        self._specs: Dict[str, StageSpec] = {}
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: StageSpec) -> StageSpec:
+        if spec.name in self._specs:
+            raise ValueError(f"stage {spec.name!r} is registered twice")
+        for up in spec.upstream:
+            for name in (up,) if isinstance(up, str) else up:
+                if name not in self._specs:
+                    raise ValueError(f"stage {spec.name!r}: upstream {name!r} must be registered first")
+        self._specs[spec.name] = spec
+        return spec
+
+    def __getitem__(self, name: str) -> StageSpec:
+        return self._specs[name]
+
+    def __iter__(self) -> Iterator[StageSpec]:
+        return iter(self._specs.values())
+
+    def names(self) -> List[str]:
+        return list(self._specs)
+
+
+def fields_of(settings: Any) -> List[dataclasses.Field]:
+    return list(dataclasses.fields(settings)) if dataclasses.is_dataclass(settings) else []

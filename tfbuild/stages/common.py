@@ -1,0 +1,29 @@
+"""What several stages share that needs no TensorFlow."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from ..checkpoint import checkpoint_files, checkpoint_prefix
+from ..engine.spec import Artifact
+from ..errors import ConfigError
+
+
+def need_model(cfg, stage: str) -> None:
+    m = cfg.model
+    if m is None or not (m.name or m._target_):
+        raise ConfigError(f"the {stage} stage needs a model: add '- /model: tiny_densenet' "
+                          "to the target's defaults, or model._target_=package.module.function")
+
+
+def checkpoint_input(path: Optional[str]) -> Dict[str, List[Path]]:
+    """`files` of a stage that reads the user's checkpoint when no upstream stage gives one."""
+    return {"checkpoint": checkpoint_files(path)} if path else {}
+
+
+def checkpoint_of(inputs: Dict[str, Artifact], path: Optional[str]) -> str:
+    """The checkpoint prefix a stage reads: its upstream stage's, else the user's."""
+    for artifact in inputs.values():
+        if "checkpoint" in artifact.metadata:
+            return str(artifact.path / artifact.metadata["checkpoint"])
+    return str(checkpoint_prefix(path))
