@@ -104,7 +104,7 @@ PROBE = textwrap.dedent("""
         import tensorflow as tf
         steps["import tensorflow"] = time.perf_counter() - t
         from tensorflow.python.client import session as tf_session
-        import tfbuild.measure, tfbuild.store, tfbuild.stages.freeze as fz
+        import tfbuild.tf.measure, tfbuild.engine.store, tfbuild.stages.freeze as fz
         v1 = tf.compat.v1
         v1.train.import_meta_graph = timed("import_meta_graph", v1.train.import_meta_graph)
         v1.train.Saver.restore = timed("Saver.restore", v1.train.Saver.restore)
@@ -120,7 +120,7 @@ PROBE = textwrap.dedent("""
             return timed("parity: checkpoint graph sess.run", _orig)(self, *a, **k)
         tf_session.BaseSession.run = session_run
         import contextlib
-        orig_session = tfbuild.measure.frozen_session
+        orig_session = tfbuild.tf.measure.frozen_session
         @contextlib.contextmanager
         def frozen_session(*a, **k):
             t = time.perf_counter()
@@ -131,24 +131,26 @@ PROBE = textwrap.dedent("""
                     yield got
                 finally:
                     in_frozen[0] = False
-        tfbuild.measure.frozen_session = frozen_session
+        tfbuild.tf.measure.frozen_session = frozen_session
         fz._freeze = timed("_freeze (import, restore, convert, checkpoint run)", fz._freeze, nests=False)
-        tfbuild.store.Store.publish = timed("store.publish (hash + rename)", tfbuild.store.Store.publish)
+        tfbuild.engine.store.Store.publish = timed("store.publish (hash + rename)", tfbuild.engine.store.Store.publish)
 
-    from tfbuild.stages import load
+    import dataclasses, functools
+    from tfbuild.stages import REGISTRY
     stages = {}
     for name in ("train", "placeholder", "freeze"):
-        mod = load(name)
-        def wrapped(ctx, _orig=mod.build, _name=name):
+        spec = REGISTRY[name]
+        @functools.wraps(spec.run)  # keeps __module__: the stage's code identity
+        def wrapped(*a, _orig=spec.run, _name=name):
             ok = reset_peak()
             start = status("VmRSS")
             t = time.perf_counter()
             try:
-                return _orig(ctx)
+                return _orig(*a)
             finally:
                 stages[_name] = {"seconds": time.perf_counter() - t, "start_rss_kb": start,
                                  "peak_rss_kb": status("VmHWM") if ok else None}
-        mod.build = wrapped
+        REGISTRY._specs[name] = dataclasses.replace(spec, run=wrapped)
     from tfbuild.cli import main
     t = time.perf_counter()
     code = main(args)

@@ -134,7 +134,7 @@ def test_lock_file_round_trip(project, tfbuild):
     assert set(entry) == {"fingerprint", "settings", "inputs", "outputs", "code", "env"}
     assert entry["env"]["tensorflow"]
     assert list(entry["outputs"]) == ["frozen.pb"]
-    assert text.startswith("schema: 1\n")
+    assert text.startswith("schema: 2\n")
 
 
 def test_verify_rebuilds_and_compares(project, tfbuild):

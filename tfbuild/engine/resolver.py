@@ -86,8 +86,9 @@ def why(before: Optional[dict], now: dict, damage: Optional[str]) -> List[str]:
 def differences(before: dict, now: dict) -> List[str]:
     """What differs between two records of one stage, most fundamental first."""
     reasons = []
-    for key in _changed(before.get("env"), now["env"]):
-        reasons.append(f"{key} version changed: {before['env'].get(key)} → {now['env'].get(key)}")
+    old_env = before.get("env") or {}
+    for key in _changed(old_env, now["env"]):
+        reasons.append(f"{key} version changed: {old_env.get(key)} → {now['env'].get(key)}")
     changed = _changed(before.get("code"), now["code"])
     if changed:
         reasons.append(f"code changed: {', '.join(changed[:3])}{' …' if len(changed) > 3 else ''}")
