@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +55,42 @@ def tfbuild(project, capsys):
 def shared_build(tmp_path_factory):
     """A build_dir shared across tests so tiny models train once per session."""
     return tmp_path_factory.mktemp("shared-build")
+
+
+USER_TARGET = """\
+defaults:
+  - tiny_frozen
+  - _self_
+train: null
+checkpoint:
+  path: ckpt
+"""
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """Two tiny training checkpoints with different weights (ckpt20, ckpt21), built once:
+    stand-ins for a user's own training output."""
+    from tfbuild.cli import main
+    root = tmp_path_factory.mktemp("trained")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for steps in (20, 21):
+            assert main(["target=tiny_frozen", f"train.steps={steps}", "bench.enabled=false"]) == 0
+            shutil.copytree(Path("build/tiny_frozen/train").resolve(), root / f"ckpt{steps}")
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+@pytest.fixture
+def user_project(trained):
+    """user_project(root, steps=20): a project in `root` with target `mine` over its own
+    checkpoint `ckpt` (a copy of a trained one)."""
+    def make(root: Path, steps: int = 20) -> Path:
+        (root / "targets").mkdir(parents=True, exist_ok=True)
+        (root / "targets/mine.yaml").write_text(USER_TARGET)
+        shutil.copytree(trained / f"ckpt{steps}", root / "ckpt")
+        return root
+    return make

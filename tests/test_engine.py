@@ -16,43 +16,14 @@ import pytest
 
 from tfbuild.engine import lockfile
 
-MINE = """\
-defaults:
-  - tiny_frozen
-  - _self_
-train: null
-checkpoint:
-  path: ckpt
-"""
-
-
 def store_dirs(stage: str) -> set:
     root = Path("build/store") / stage
     return set(root.iterdir()) if root.is_dir() else set()
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Two different tiny training checkpoints, built once for the module."""
-    from tfbuild.cli import main
-    root = tmp_path_factory.mktemp("trained")
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        for steps in (20, 21):
-            assert main(["target=tiny_frozen", f"train.steps={steps}", "bench.enabled=false"]) == 0
-            shutil.copytree(Path("build/tiny_frozen/train").resolve(), root / f"ckpt{steps}")
-    finally:
-        os.chdir(cwd)
-    return root
-
-
 @pytest.fixture
-def mine(project, trained):
-    (project / "targets").mkdir()
-    (project / "targets/mine.yaml").write_text(MINE)
-    shutil.copytree(trained / "ckpt20", project / "ckpt")
-    return project
+def mine(project, user_project):
+    return user_project(project)
 
 
 def test_staleness_matrix(mine, tfbuild, trained):

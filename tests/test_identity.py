@@ -20,39 +20,6 @@ from tfbuild.engine import fingerprint
 from tfbuild.engine.lockfile import read as read_lock
 from tfbuild.stages import REGISTRY
 
-MINE = """\
-defaults:
-  - tiny_frozen
-  - _self_
-train: null
-checkpoint:
-  path: ckpt
-"""
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Two tiny training checkpoints with different weights."""
-    from tfbuild.cli import main
-    root = tmp_path_factory.mktemp("trained")
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        for steps in (20, 21):
-            assert main(["target=tiny_frozen", f"train.steps={steps}", "bench.enabled=false"]) == 0
-            shutil.copytree(Path("build/tiny_frozen/train").resolve(), root / f"ckpt{steps}")
-    finally:
-        os.chdir(cwd)
-    return root
-
-
-def make_project(root: Path, ckpt: Path) -> Path:
-    (root / "targets").mkdir(parents=True)
-    (root / "targets/mine.yaml").write_text(MINE)
-    shutil.copytree(ckpt, root / "ckpt")
-    return root
-
-
 def clone(src: Path, dst: Path, *, with_build: bool) -> Path:
     """What `git clone` (or a copy with the cache) of the project gives."""
     shutil.copytree(src, dst, symlinks=True,
@@ -60,8 +27,8 @@ def clone(src: Path, dst: Path, *, with_build: bool) -> Path:
     return dst
 
 
-def test_clone_elsewhere_verifies_and_reuses_its_cache(tmp_path, trained, tfbuild, monkeypatch):
-    a = make_project(tmp_path / "a", trained / "ckpt20")
+def test_clone_elsewhere_verifies_and_reuses_its_cache(tmp_path, user_project, tfbuild, monkeypatch):
+    a = user_project(tmp_path / "a")
     monkeypatch.chdir(a)
     assert tfbuild("target=mine").code == 0
     lock = (a / "tfbuild.lock").read_text()
@@ -83,8 +50,8 @@ def test_clone_elsewhere_verifies_and_reuses_its_cache(tmp_path, trained, tfbuil
     assert (c / "tfbuild.lock").read_text() == lock
 
 
-def test_moved_checkpoint_rebuilds_nothing(tmp_path, trained, tfbuild, monkeypatch):
-    a = make_project(tmp_path / "a", trained / "ckpt20")
+def test_moved_checkpoint_rebuilds_nothing(tmp_path, user_project, tfbuild, monkeypatch):
+    a = user_project(tmp_path / "a")
     monkeypatch.chdir(a)
     assert tfbuild("target=mine").code == 0
     Path("runs/exp3").mkdir(parents=True)
@@ -93,13 +60,14 @@ def test_moved_checkpoint_rebuilds_nothing(tmp_path, trained, tfbuild, monkeypat
     assert moved.status() == {"placeholder": "fresh", "freeze": "fresh"}, moved.reasons()
 
 
-def test_clone_reads_its_own_checkpoint_not_the_absolute_state_path(tmp_path, trained, tfbuild, monkeypatch):
+def test_clone_reads_its_own_checkpoint_not_the_absolute_state_path(tmp_path, user_project, tfbuild,
+                                                                    monkeypatch):
     """A `checkpoint` state file written by tf.train.Saver names absolute paths."""
-    a = make_project(tmp_path / "a", trained / "ckpt20")
+    a = user_project(tmp_path / "a")
     (a / "ckpt/checkpoint").write_text(
         f'model_checkpoint_path: "{a / "ckpt/model.ckpt"}"\n'
         f'all_model_checkpoint_paths: "{a / "ckpt/model.ckpt"}"\n')
-    b = make_project(tmp_path / "b", trained / "ckpt21")  # other weights, same names
+    b = user_project(tmp_path / "b", steps=21)  # other weights, same names
     shutil.copy(a / "ckpt/checkpoint", b / "ckpt/checkpoint")  # still names a/ckpt
     monkeypatch.chdir(a)
     built_a = tfbuild("target=mine")

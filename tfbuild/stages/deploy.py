@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Dict, List, Optional
-
-import numpy as np
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from ..engine.spec import Artifact
 from ..errors import TfbuildError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def calibration_input(calibration) -> Dict[str, List[Path]]:
@@ -45,6 +46,8 @@ def calibration(freeze: Artifact, section: str, calibration, needed: bool, log) 
 
 def parity_feeds(inputs: List[dict], batch: int, data: Optional[np.ndarray]) -> List[np.ndarray]:
     """Calibration samples when there are enough (INT8 ranges fit them), else seeded noise."""
+    import numpy as np
+
     from ..tf.measure import seeded_batch
     feeds = []
     for i, spec_ in enumerate(inputs):
