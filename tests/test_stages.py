@@ -47,3 +47,13 @@ def test_registry_declares_each_stage_once_in_build_order():
     assert REGISTRY.names() == ["train", "placeholder", "freeze", "trt", "tflite"]
     for spec in REGISTRY:
         assert spec.module == f"tfbuild.stages.{spec.name}"
+
+
+def test_paths_are_not_settings_anywhere_in_a_stage():
+    """checkpoint.path and calibration.path count by content (inputs), never as text."""
+    from tfbuild.config import CalibrationCfg
+    from tfbuild.engine.fingerprint import settings_record
+    s = tflite.Settings(TfliteCfg(precision="INT8", calibration=CalibrationCfg(path="/abs/cal.npy")))
+    record = settings_record(s)
+    assert "tflite.calibration.path" not in record and record["tflite.precision"] == "INT8"
+    assert "checkpoint" not in settings_record(freeze.Settings(FreezeCfg(outputs=["p"]), "/abs/ckpt"))

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
+from .engine.spec import PATH
 from .errors import CalibrationError, ConfigError
 
 PRECISIONS = ("FP32", "FP16", "INT8")   # written in any case, kept upper case
@@ -28,7 +29,7 @@ class InputSpec:
 
 @dataclass
 class CheckpointCfg:
-    path: Optional[str] = None
+    path: Optional[str] = field(default=None, metadata=PATH)
 
 
 @dataclass
@@ -83,7 +84,7 @@ class FreezeCfg:
 
 @dataclass
 class CalibrationCfg:
-    path: Optional[str] = None
+    path: Optional[str] = field(default=None, metadata=PATH)   # identity: the files' content
     key: Optional[str] = None
     random: bool = False
     num_samples: int = 32
@@ -148,8 +149,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("the target has no freeze section: set freeze.outputs=[NODE,...]")
     _at_least("freeze.tolerance", cfg.freeze.tolerance, 0)
     if cfg.train is not None:
-        for key in ("steps", "batch_size", "examples"):
-            _at_least(f"train.{key}", getattr(cfg.train, key), 1)
+        _at_least("train.steps", cfg.train.steps, 0)
+        _at_least("train.batch_size", cfg.train.batch_size, 1)
+        _at_least("train.examples", cfg.train.examples, 1)
     _at_least("bench.runs", cfg.bench.runs, 1)
     _at_least("bench.warmup", cfg.bench.warmup, 0)
     for name in ("trt", "tflite"):

@@ -93,10 +93,10 @@ def _build(cfg, registry, opts, target, reporter, lock_key, link_dir, write_lock
     cache.save()
     link_dir = link_dir or opts.build_dir / target
     if ok:
-        _bench(opts, decisions[-1], store, reporter)
         if write_lock:
             lockfile.update(opts.lock_file, lock_key, _lock_entry(decisions))
         _link(store, decisions, link_dir)
+        _bench(opts, decisions[-1], store, reporter)
     return _report(target, decisions, store, ok, link_dir if ok else None), decisions
 
 
@@ -140,8 +140,13 @@ def _bench(opts: Options, d: Decision, store: Store, reporter) -> None:
     if opts.bench is None or bench is None or ((root / MEASUREMENT).exists() and not opts.bench_again):
         return
     artifact = Artifact(root, store.manifest(d.name, d.fingerprint)["metadata"])
-    with reporter.running("benchmark", f"of {d.name}"):
-        write_json(root / MEASUREMENT, bench(artifact, opts.bench))
+    try:
+        with reporter.running("benchmark", f"of {d.name}"):
+            figures = bench(artifact, opts.bench)
+    except Exception as e:  # the artifact is built and recorded: a failed measurement only warns
+        reporter.warn(f"benchmark of {d.name} failed, the artifact is fine: {first_line(e)}")
+        return
+    write_json(root / MEASUREMENT, figures)
 
 
 def _artifact(root: Path, d: Decision) -> Path:

@@ -91,24 +91,23 @@ class StatCache:
 # ----------------------------------------------------------------------------- settings
 
 def settings_record(settings: Any) -> Dict[str, Any]:
-    """{config key: value} of a settings dataclass; path fields left out."""
-    out: Dict[str, Any] = {}
-    for f in dataclasses.fields(settings):
-        if f.metadata.get("path"):
-            continue
-        out.update(_flatten(f.metadata.get("key", f.name), getattr(settings, f.name)))
-    return out
+    """{config key: value} of a settings dataclass, nested sections flattened;
+    fields marked PATH (at any depth) left out: their content is an input."""
+    return _flatten("", settings)
 
 
 def _flatten(prefix: str, value: Any) -> Dict[str, Any]:
     if dataclasses.is_dataclass(value):
-        value = dataclasses.asdict(value)
-    if isinstance(value, dict) and value:
-        out: Dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flatten(f"{prefix}.{k}", v))
-        return out
-    return {prefix: value}
+        items = [(f.metadata.get("key", f.name), getattr(value, f.name))
+                 for f in dataclasses.fields(value) if not f.metadata.get("path")]
+    elif isinstance(value, dict) and value:
+        items = list(value.items())
+    else:
+        return {prefix: value}
+    out: Dict[str, Any] = {}
+    for k, v in items:
+        out.update(_flatten(f"{prefix}.{k}" if prefix else str(k), v))
+    return out
 
 
 # ----------------------------------------------------------------------------- input files

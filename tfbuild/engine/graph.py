@@ -40,7 +40,8 @@ def make_graph(cfg: Any, registry: Registry) -> List[Node]:
         nodes.append(Node(spec, settings, deps, spec.files(settings)))
         present.add(spec.name)
     if not nodes:
-        raise ConfigError("the target builds nothing: give it a freeze section, e.g. freeze.outputs=[probs]")
+        raise ConfigError(f"the target builds no stage: give it a section for one of "
+                          f"{', '.join(registry.names())}")
     return nodes
 
 

@@ -19,6 +19,9 @@ import yaml
 from ..errors import ConfigError
 
 SCHEMA = 2   # 2: location-free inputs, code recorded per module
+# libyaml when present: a big lock file is parsed and written while its lock is held.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def read(path: Path) -> Dict[str, dict]:
@@ -26,27 +29,28 @@ def read(path: Path) -> Dict[str, dict]:
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_LOADER)
     except yaml.YAMLError as e:
         raise ConfigError(f"lock file {path} is not valid YAML ({e.__class__.__name__}): "
                           "fix or delete it") from None
     if data is None:
         return {}
-    if not isinstance(data, dict) or not isinstance(data.get("targets") or {}, dict):
+    targets = data.get("targets") or {} if isinstance(data, dict) else None
+    if not isinstance(targets, dict) or not all(isinstance(e, dict) for e in targets.values()):
         raise ConfigError(f"lock file {path} is not a tfbuild lock file (expected a mapping with "
-                          "'schema' and 'targets'): delete it and rebuild")
+                          "'schema' and 'targets': {name: {stages: ...}}): delete it and rebuild")
     schema = data.get("schema")
-    if isinstance(schema, int) and schema < SCHEMA:
+    if type(schema) is int and schema < SCHEMA:
         return {}  # rebuilt and rewritten by this version
     if schema != SCHEMA:
         raise ConfigError(f"lock file {path} has schema {schema!r}, this tfbuild writes schema "
                           f"{SCHEMA}: upgrade tfbuild, or delete the lock file and rebuild")
-    return data.get("targets") or {}
+    return targets
 
 
 def dump(targets: Dict[str, dict]) -> str:
-    return yaml.safe_dump({"schema": SCHEMA, "targets": targets}, sort_keys=True,
-                          default_flow_style=False, width=100, allow_unicode=True)
+    return yaml.dump({"schema": SCHEMA, "targets": targets}, Dumper=_DUMPER, sort_keys=True,
+                     default_flow_style=False, width=100, allow_unicode=True)
 
 
 @contextlib.contextmanager

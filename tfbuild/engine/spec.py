@@ -7,7 +7,6 @@ a stage reads and what makes it stale cannot drift apart.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
@@ -90,6 +89,3 @@ class Registry:
     def names(self) -> List[str]:
         return list(self._specs)
 
-
-def fields_of(settings: Any) -> List[dataclasses.Field]:
-    return list(dataclasses.fields(settings)) if dataclasses.is_dataclass(settings) else []
