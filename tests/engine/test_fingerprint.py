@@ -60,6 +60,7 @@ class Settings:
     options: dict = field(default_factory=lambda: {"x": 1, "y": {"z": None}})
     empty: dict = field(default_factory=dict)
     shape: list = field(default_factory=lambda: [1, 2])
+    specs: list = field(default_factory=lambda: [Inner()])     # like placeholder.inputs
     nothing: Optional[int] = None
 
 
@@ -73,6 +74,7 @@ def test_settings_record_drops_paths_uses_keys_and_flattens():
         "options.y.z": None,
         "empty": {},
         "shape": [1, 2],
+        "specs": [{"b": 2, "deeper": {"c": 3}}],
         "nothing": None,
     }
 

@@ -93,19 +93,26 @@ class StatCache:
 def settings_record(settings: Any) -> Dict[str, Any]:
     """{config key: value} of a settings dataclass, nested sections flattened;
     fields marked PATH (at any depth) left out: their content is an input."""
-    return _flatten("", settings)
+    return _flatten("", _plain(settings))
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses as dicts under their config keys, without PATH fields; lists kept."""
+    if dataclasses.is_dataclass(value):
+        return {f.metadata.get("key", f.name): _plain(getattr(value, f.name))
+                for f in dataclasses.fields(value) if not f.metadata.get("path")}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _flatten(prefix: str, value: Any) -> Dict[str, Any]:
-    if dataclasses.is_dataclass(value):
-        items = [(f.metadata.get("key", f.name), getattr(value, f.name))
-                 for f in dataclasses.fields(value) if not f.metadata.get("path")]
-    elif isinstance(value, dict) and value:
-        items = list(value.items())
-    else:
+    if not (isinstance(value, dict) and value):
         return {prefix: value}
     out: Dict[str, Any] = {}
-    for k, v in items:
+    for k, v in value.items():
         out.update(_flatten(f"{prefix}.{k}" if prefix else str(k), v))
     return out
 
