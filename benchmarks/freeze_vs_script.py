@@ -150,7 +150,7 @@ PROBE = textwrap.dedent("""
             finally:
                 stages[_name] = {"seconds": time.perf_counter() - t, "start_rss_kb": start,
                                  "peak_rss_kb": status("VmHWM") if ok else None}
-        REGISTRY._specs[name] = dataclasses.replace(spec, run=wrapped)
+        REGISTRY.replace(dataclasses.replace(spec, run=wrapped))
     from tfbuild.cli import main
     t = time.perf_counter()
     code = main(args)

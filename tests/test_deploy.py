@@ -17,8 +17,7 @@ def metadata(stage_link: str) -> dict:
 @pytest.mark.parametrize("batch", [1, 4])
 def test_tflite_precisions_and_batches(project, tfbuild, shared_build, precision, batch):
     run = tfbuild("target=tiny_tflite", f"build_dir={shared_build}", f"lock_file={shared_build}/lock",
-                  f"tflite.precision={precision}", f"tflite.batch_size={batch}",
-                  "tflite.calibration.random=true")
+                  f"tflite.precision={precision}", f"tflite.batch_size={batch}")
     assert run.code == 0, run.err
     meta = run.report["metadata"]
     assert meta["precision"] == precision and meta["batch_size"] == batch
@@ -37,7 +36,7 @@ def test_changing_precision_rebuilds_only_tflite(project, tfbuild):
 
 def test_sweep_shares_upstream_and_ends_in_one_table(project, tfbuild):
     run = tfbuild("-m", "target=tiny_tflite", "tflite.precision=FP32,FP16,INT8",
-                  "tflite.batch_size=1,2", "tflite.calibration.random=true")
+                  "tflite.batch_size=1,2")  # the demo target ships its calibration data
     assert run.code == 0, run.err
     summary = json.loads(next(Path("build/sweeps").glob("*/summary.json")).read_text())["jobs"]
     assert len(summary) == 6
@@ -52,7 +51,8 @@ def test_sweep_shares_upstream_and_ends_in_one_table(project, tfbuild):
 
 
 def test_sweep_failed_job_shows_and_others_finish(project, tfbuild):
-    run = tfbuild("-m", "target=tiny_tflite", "tflite.precision=FP32,INT8", "bench.enabled=false")
+    run = tfbuild("-m", "target=tiny_tflite", "tflite.precision=FP32,INT8", "tflite.calibration.path=null",
+                  "bench.enabled=false")
     assert run.code == 2  # INT8 without calibration is a bad request
     jobs = json.loads(next(Path("build/sweeps").glob("*/summary.json")).read_text())["jobs"]
     assert [j["status"] for j in jobs] == ["ok", "invalid"]
@@ -71,7 +71,7 @@ def test_trt_preflight_fails_before_upstream_work(project, tfbuild):
 
 @pytest.mark.parametrize("args, expect", [
     (["tflite.batch_size=0"], "tflite.batch_size=0"),
-    (["tflite.precision=INT8"], "needs calibration data"),
+    (["tflite.precision=INT8", "tflite.calibration.path=null"], "needs calibration data"),
     (["tflite.precision=INT8", "tflite.calibration.path=nope.npy"], "nope.npy does not exist"),
     (["tflite.precision=INT8", "tflite.calibration.path=wrong_shape.npy"], "expected [N, 32, 32, 3]"),
     (["tflite.precision=INT8", "tflite.calibration.path=strings.npy"], "strings.npy"),
@@ -107,6 +107,7 @@ def test_calibration_from_npy_and_images(project, tfbuild, shared_build):
     assert from_images.status()["tflite"] == "built"
     assert from_npy.report["stages"][-1]["fingerprint"] != from_images.report["stages"][-1]["fingerprint"]
     # The data's content is part of the fingerprint.
+    assert tfbuild(*common, "tflite.calibration.path=cal.npy").status()["tflite"] == "fresh"
     np.save(project / "cal.npy", rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32))
     changed = tfbuild(*common, "tflite.calibration.path=cal.npy")
     assert changed.status()["tflite"] == "built"

@@ -81,7 +81,7 @@ def test_force_and_dry_run(mine, tfbuild):
     before = store_dirs("freeze")
     plan = tfbuild("target=mine", "freeze.outputs=[logits]", "dry_run=true")
     assert plan.code == 0
-    assert plan.status() == {"placeholder": "planned", "freeze": "planned"}
+    assert plan.status() == {"placeholder": "fresh", "freeze": "planned"}
     assert "freeze.outputs changed" in plan.out and "stale" in plan.out
     assert store_dirs("freeze") == before  # built nothing
 

@@ -7,12 +7,13 @@ the model's raw input range (0..255 pixels): preprocessing lives in the graph.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from tfbuild.errors import CalibrationError, ConfigError
+from tfbuild.errors import CalibrationError, ConfigError, TfbuildError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 ARRAY_SUFFIXES = (".npy", ".npz")
@@ -43,6 +44,36 @@ def calibration_files(path: str | Path) -> list[Path]:
             f"calibration file {path} is neither .npy nor .npz: save the samples with "
             f"numpy.save or point calibration.path at a folder of images")
     return [path]
+
+
+def in_section(message: str, section: str) -> str:
+    """Name the config section a calibration key lives in (tflite.calibration.path)."""
+    return re.sub(r"(?<![\w.])calibration\.(path|key|random|num_samples)\b", rf"{section}.calibration.\1", message)
+
+
+_MAGIC = (b"\x89PNG", b"\xff\xd8", b"BM", b"GIF8")
+
+
+def check_source(spec, section: str, sample_shape=None) -> None:
+    """Cheap checks of the calibration data before any stage runs (no TensorFlow):
+    readable, numeric, not empty, images that are images; the sample shape when known."""
+    if not spec.path:
+        return
+    try:
+        path = Path(spec.path)
+        files = calibration_files(path)
+        if path.is_dir():
+            for f in files[:spec.num_samples]:
+                with open(f, "rb") as fh:
+                    if not fh.read(8).startswith(_MAGIC):
+                        raise CalibrationError(f"calibration image {f} is not a PNG, JPEG, BMP or GIF "
+                                               "file: remove it from the folder")
+        else:
+            shape = None if sample_shape is None else \
+                [None if d is None or d < 0 else int(d) for d in sample_shape[1:]]
+            _load_array(path, spec.key, shape)
+    except TfbuildError as e:  # name the section the key lives in
+        raise type(e)(in_section(str(e), section)) from None
 
 
 def load_calibration(spec: Mapping | None, input_shape: Sequence[int | None],
@@ -136,6 +167,10 @@ def _load_array(path: Path, key: str | None, sample_shape) -> np.ndarray:
     if data.dtype.kind not in "fiu":  # float, signed or unsigned integer
         raise CalibrationError(f"calibration file {path} has dtype {data.dtype}, expected "
                                f"float or integer numbers: save numeric samples")
+    if sample_shape is None:  # checked before the graph is known: the shape comes later
+        if len(data) == 0:
+            raise CalibrationError(f"calibration file {path} holds 0 samples: save at least one")
+        return data
     expected = _shape_str(sample_shape)
     if data.ndim != len(sample_shape) + 1 or any(
             d is not None and d != n for d, n in zip(sample_shape, data.shape[1:])):

@@ -31,7 +31,7 @@ def checkpoint_prefix(path: str) -> Path:
         # State files often hold absolute paths from the training machine: the
         # directory given is what the user means, so look there first.
         named = Path(m.group(1))
-        inside = p / named.name
+        inside = p / (named.name if named.is_absolute() else named)
         p = named if not Path(f"{inside}.index").is_file() and named.is_absolute() else inside
     if not Path(f"{p}.index").is_file():
         raise CheckpointError(

@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import sweep
+from . import commands, sweep
 from .config import Config, validate
 from .engine.build import Options, build_target, verify
 from .errors import ConfigError, TfbuildError
@@ -34,20 +34,42 @@ from .report import Reporter
 from .targets import TargetsSource, check_name, data_dir
 
 ConfigStore.instance().store(name="tfbuild_schema", node=Config)
+# Data that ships with tfbuild (demo calibration sets): ${tfbuild.data:NAME}.
+OmegaConf.register_new_resolver("tfbuild.data", lambda name: str(data_dir("targets") / "data" / name),
+                                replace=True)
 Plugins.instance().register(TargetsSource)
 
 # Keys that say how to run, not what to build: not part of a sweep job's identity.
-RUN_KEYS = ("build_dir", "lock_file", "report_file", "dry_run", "force", "verify", "bench")
+RUN_KEYS = ("build_dir", "lock_file", "report_file", "dry_run", "force", "verify", "verbose", "bench")
 
 _state = {"task_started": False}
 
 
 def to_config(dcfg: DictConfig) -> Config:
     try:
+        _known_keys(dcfg, Config)
         cfg = OmegaConf.to_object(dcfg)
     except OmegaConfBaseException as e:
         raise ConfigError(one_line(str(e))) from None
     return validate(cfg)
+
+
+def _known_keys(node: DictConfig, schema: type, prefix: str = "") -> None:
+    """Reject keys the schema lacks: Hydra lets `+key=...` add them to typed sections."""
+    import dataclasses
+    fields = {f.name for f in dataclasses.fields(schema)}
+    for key in node.keys():
+        full = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(_unknown_key(full, schema.__name__))
+        child = node._get_node(key)
+        if child._is_none() or child._is_missing() or child._is_interpolation():
+            continue
+        for i, item in enumerate(child if OmegaConf.is_list(child) else [child]):
+            kind = OmegaConf.get_type(item) if OmegaConf.is_dict(item) else None
+            if kind is not None and dataclasses.is_dataclass(kind):
+                where = f"{full}[{i}]." if OmegaConf.is_list(child) else f"{full}."
+                _known_keys(item, kind, where)
 
 
 def options(cfg: Config) -> Options:
@@ -61,13 +83,15 @@ def run_job(dcfg: DictConfig, reporter: Reporter) -> int:
     hc = HydraConfig.get()
     target = hc.runtime.choices.get("target")
     multirun = hc.mode == RunMode.MULTIRUN
-    job_overrides = [o for o in hc.overrides.task if not o.lstrip("+~").startswith(RUN_KEYS)
+    task = OmegaConf.to_container(hc.overrides.task, resolve=False)  # as typed: ${...} unresolved
+    job_overrides = [o for o in task if not o.lstrip("+~").startswith(RUN_KEYS)
                      and not o.startswith("target=")]
     lock_key = f"{target}[{','.join(sorted(job_overrides))}]" if multirun and job_overrides else target
     report: dict = {"target": target, "ok": False, "artifact": None, "stages": []}
     code = 2
     try:
         cfg = to_config(dcfg)
+        reporter.verbose = cfg.verbose
         if cfg.verify:
             report = verify(cfg, REGISTRY, options(cfg), target, reporter, lock_key)
         else:
@@ -84,11 +108,19 @@ def run_job(dcfg: DictConfig, reporter: Reporter) -> int:
     except TfbuildError as e:
         reporter.error(str(e))
         report["error"], code = str(e), e.exit_code
-    if dcfg.get("report_file"):
-        write_json(Path(dcfg.report_file), report)
+    _write_report(dcfg, report)
     if multirun:
         sweep.save_job(Path(hc.runtime.output_dir), dcfg, job_overrides, report, code)
     return code
+
+
+def _write_report(dcfg: DictConfig, report: dict) -> None:
+    try:
+        path = dcfg.get("report_file")
+        if path:
+            write_json(Path(path), report)
+    except (OSError, OmegaConfBaseException):
+        pass  # the report_file key itself is what is wrong: already said
 
 
 @hydra.main(version_base="1.3", config_path=str(data_dir("conf")), config_name="config")
@@ -113,8 +145,18 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _main() -> int:
     reporter = Reporter()
+    args = sys.argv[1:]
     try:
-        for name in _target_names(sys.argv[1:]):
+        if args[:1] == ["--version"]:
+            reporter.info(commands.version())
+            return 0
+        if args[:1] == ["list"]:
+            return commands.list_targets(reporter)
+        if args[:1] == ["gc"]:
+            return commands.gc(args[1:], reporter)
+        if "--help" in args or "-h" in args:
+            reporter.console.print(commands.USAGE, markup=False, soft_wrap=True)
+        for name in _target_names(args):
             check_name(name)
     except TfbuildError as e:
         reporter.error(str(e))
@@ -126,6 +168,10 @@ def _main() -> int:
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except KeyboardInterrupt:
+        _restore_stderr()
+        reporter.error("interrupted: the stage that was running published nothing")
+        return 130
     finally:
         text = _restore_stderr()
     if code and not _state["task_started"]:

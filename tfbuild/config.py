@@ -9,15 +9,16 @@ own `check`, all of it before any stage runs.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from .engine.spec import PATH
-from .errors import CalibrationError, ConfigError
-
-PRECISIONS = ("FP32", "FP16", "INT8")   # written in any case, kept upper case
+from .errors import ConfigError
+from .marks import PATH
+from .precision import check_precision
 
 
 @dataclass
@@ -126,6 +127,7 @@ class Config:
     dry_run: bool = False
     force: Any = False
     verify: bool = False
+    verbose: bool = False      # show TensorFlow's own C++ log lines
     description: str = ""
     checkpoint: CheckpointCfg = field(default_factory=CheckpointCfg)
     train: Optional[TrainCfg] = None
@@ -139,6 +141,10 @@ class Config:
 
 def validate(cfg: Config) -> Config:
     """Checks across keys and ranges; upper-cases precisions. Raises ConfigError."""
+    _writable("build_dir", cfg.build_dir, directory=True)
+    _writable("lock_file", cfg.lock_file, directory=False)
+    if cfg.report_file:
+        _writable("report_file", cfg.report_file, directory=False)
     if cfg.checkpoint.path and cfg.train is not None:
         raise ConfigError("set either checkpoint.path (your checkpoint) or train "
                           "(tfbuild trains a demo model), not both: add train=null")
@@ -147,6 +153,10 @@ def validate(cfg: Config) -> Config:
                           "(or train: {...} for a built-in demo model)")
     if cfg.freeze is None:
         raise ConfigError("the target has no freeze section: set freeze.outputs=[NODE,...]")
+    needs_model = "placeholder" if cfg.placeholder is not None else "train" if cfg.train is not None else None
+    if needs_model and (cfg.model is None or not (cfg.model.name or cfg.model._target_)):
+        raise ConfigError(f"the {needs_model} stage needs a model: add '- /model: tiny_densenet' "
+                          "to the target's defaults, or model._target_=package.module.function")
     _at_least("freeze.tolerance", cfg.freeze.tolerance, 0)
     if cfg.train is not None:
         _at_least("train.steps", cfg.train.steps, 0)
@@ -157,7 +167,8 @@ def validate(cfg: Config) -> Config:
     for name in ("trt", "tflite"):
         section = getattr(cfg, name)
         if section is not None:
-            section.precision = check_precision(name, section.precision, section.calibration)
+            c = section.calibration
+            section.precision = check_precision(name, section.precision, c.path, c.random, c.num_samples)
             if section.tolerance is not None:
                 _at_least(f"{name}.tolerance", section.tolerance, 0)
     if cfg.tflite is not None:
@@ -165,21 +176,22 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-def check_precision(section: str, precision: str, calibration: CalibrationCfg) -> str:
-    """The precision in upper case, and INT8 has its calibration data."""
-    if not isinstance(precision, str) or precision.upper() not in PRECISIONS:
-        raise ConfigError(f"{section}.precision={precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
-    if calibration.path and calibration.random:
-        raise ConfigError(f"set only one of {section}.calibration.path and {section}.calibration.random")
-    if calibration.num_samples < 1:
-        raise CalibrationError(f"{section}.calibration.num_samples must be at least 1, "
-                               f"got {calibration.num_samples}")
-    precision = precision.upper()
-    if precision == "INT8" and not (calibration.path or calibration.random):
-        raise CalibrationError(f"{section}.precision=INT8 needs calibration data: set "
-                               f"{section}.calibration.path to a .npy/.npz or an image folder "
-                               f"(or {section}.calibration.random=true for a demo)")
-    return precision
+def _writable(key: str, value: str, directory: bool) -> None:
+    """`value` is (or can become) a directory, or a file, that tfbuild can write; creates nothing."""
+    path = Path(value).expanduser()
+    if path.exists() and path.is_dir() != directory:
+        kind, want = ("a file", "a directory") if directory else ("a directory", "a file path")
+        raise ConfigError(f"{key}={value} is {kind}: give {want}")
+    where = path if directory else path.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise ConfigError(f"{key}={value}: {where} is a file, so nothing can be created below it")
+    try:  # the one sure test: create something there (and remove it)
+        tempfile.TemporaryDirectory(dir=where, prefix=".tfbuild-probe-").cleanup()
+    except OSError as e:
+        raise ConfigError(f"{key}={value}: cannot write in {where} ({e.strerror}): "
+                          f"choose a writable location") from None
 
 
 def _at_least(key: str, value, minimum) -> None:

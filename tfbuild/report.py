@@ -5,6 +5,10 @@ Tests build a Reporter on a plain-text console and read what a person sees.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -12,6 +16,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+# TensorFlow's and TFLite's native start-up chatter, written by C++ straight to
+# file descriptor 2: nothing in it is actionable (verbose=true shows it).
+_NATIVE_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog|[IW]0000 \S+ \S+ \d+ \S+\] |"
+    r"INFO: Created TensorFlow Lite XNNPACK delegate|fully_quantize: |"
+    r".*(oneDNN custom operations|cudart_stub|cpu_feature_guard|Could not find cuda drivers))")
 
 STATUS_STYLE = {"built": "green", "fresh": "dim", "failed": "bold red",
                 "planned": "yellow", "skipped": "dim red"}
@@ -28,9 +39,11 @@ def human_size(n: Optional[int]) -> str:
 
 
 class Reporter:
-    def __init__(self, console: Optional[Console] = None):
-        self.console = console or Console(highlight=False)
-        self.err = Console(stderr=True, highlight=False) if console is None else console
+    def __init__(self, console: Optional[Console] = None, verbose: bool = False):
+        # emoji off: user text such as ':name:' must print as written.
+        self.console = console or Console(highlight=False, emoji=False)
+        self.err = Console(stderr=True, highlight=False, emoji=False) if console is None else console
+        self.verbose = verbose
 
     def info(self, text: str) -> None:
         self.console.print(text)
@@ -43,11 +56,38 @@ class Reporter:
 
     @contextlib.contextmanager
     def running(self, stage: str, detail: str = "") -> Iterator[None]:
-        """A live line with the stage name and elapsed time while it runs."""
-        columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn()]
-        with Progress(*columns, console=self.console, transient=True) as progress:
-            progress.add_task(f"building {stage} {detail}".rstrip(), total=None)
+        """A live line with the stage name and elapsed time while it runs (on a terminal)."""
+        with self._native_stderr():
+            if not self.console.is_terminal:
+                yield
+                return
+            columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn()]
+            with Progress(*columns, console=self.console, transient=True) as progress:
+                progress.add_task(f"building {stage} {detail}".rstrip(), total=None)
+                yield
+
+    @contextlib.contextmanager
+    def _native_stderr(self) -> Iterator[None]:
+        """Hold what is written to fd 2 meanwhile; then pass it on, less TensorFlow's noise."""
+        if self.verbose:
             yield
+            return
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                held.seek(0)
+                lines = held.read().decode(errors="replace").splitlines(keepends=True)
+                kept = "".join(l for l in lines if l.strip() and not _NATIVE_NOISE.match(l))
+                if kept:
+                    sys.stderr.write(kept)
+                    sys.stderr.flush()
 
     def plan(self, target: str, decisions: Sequence) -> None:
         table = Table(title=f"plan for {target}", title_justify="left")
@@ -59,25 +99,31 @@ class Reporter:
         self.console.print(table)
 
     def summary(self, report: dict) -> None:
-        table = Table(title=f"{report['target']}: {'ok' if report['ok'] else 'FAILED'}",
+        links = [s.get("link") for s in report["stages"] if s.get("link")]
+        # One folder for the title, paths inside it in the table: fits 80 columns.
+        folder = os.path.commonpath([str(Path(l).parent) for l in links]) if len(links) > 1 else ""
+        where = f" (in {_short(folder)}/)" if folder else ""
+        table = Table(title=f"{report['target']}: {'ok' if report['ok'] else 'FAILED'}{where}",
                       title_justify="left")
         for col, kw in (("stage", {}), ("status", {}), ("reason", {"overflow": "fold"}),
-                        ("seconds", {"justify": "right"}), ("artifact", {"overflow": "fold"}),
+                        ("seconds", {"justify": "right"}), ("artifact", {"no_wrap": True}),
                         ("size", {"justify": "right"})):
             table.add_column(col, **kw)
         failed = [s for s in report["stages"] if s["status"] == "failed"]
         for s in report["stages"]:
             style = STATUS_STYLE.get(s["status"], "")
             reason = "see below" if s in failed else s["reason"]  # too long for a table cell
+            shown = s.get("link") or s.get("artifact")
+            shown = os.path.relpath(shown, folder) if shown and folder else _short(shown)
             table.add_row(s["name"], f"[{style}]{s['status']}[/]", escape(reason),
-                          f"{s['seconds']:.1f}", _short(s.get("link") or s.get("artifact")),
-                          human_size(s.get("size")))
+                          f"{s['seconds']:.1f}", escape(shown or ""), human_size(s.get("size")))
         self.console.print(table)
         for s in failed:
             self.console.print(f"[bold red]{s['name']} failed:[/] {escape(s['reason'])}", soft_wrap=True)
         if report.get("artifact"):
             final = report["stages"][-1].get("link") or report["artifact"]
-            self.console.print(f"artifact: {_short(final)} -> {report['artifact']}")
+            self.console.print(f"artifact: {escape(_short(final))} -> {escape(report['artifact'])}",
+                               soft_wrap=True)
 
 
 def _short(path: Optional[str]) -> str:

@@ -22,6 +22,12 @@ _state = {"code": 0}
 COLUMNS = ("job", "stage", "precision", "batch", "size", "parity", "latency_ms", "p90_ms",
            "per_s", "built", "status")
 FIELDS = (*COLUMNS, "overrides", "error", "code")
+# Short headers and unwrapped numbers keep the table readable at 80 columns.
+# The table shows what compares jobs (each job's line above says what it built);
+# the CSV/JSON have every field.
+SHOWN = ("job", "precision", "batch", "size", "parity", "latency_ms", "p90_ms", "per_s", "status")
+HEADERS = {"precision": "prec", "latency_ms": "ms", "p90_ms": "p90 ms", "per_s": "per s"}
+NUMERIC = ("size", "parity", "latency_ms", "p90_ms", "per_s")
 
 
 def exit_code() -> int:
@@ -59,11 +65,12 @@ def summarize(sweep_dir: Path, reporter: Reporter) -> int:
         rows.append(json.loads(f.read_text()))
     if not rows:
         return 0
-    table = Table(title=f"sweep: {len(rows)} jobs", title_justify="left")
-    for col in COLUMNS:
-        table.add_column(col, justify="right" if col in ("size", "parity", "latency_ms", "p90_ms", "per_s") else "left")
+    stages = sorted({str(r.get("stage")) for r in rows})
+    table = Table(title=f"sweep: {len(rows)} jobs, final stage {', '.join(stages)}", title_justify="left")
+    for col in SHOWN:
+        table.add_column(HEADERS.get(col, col), justify="right" if col in NUMERIC else "left")
     for r in rows:
-        table.add_row(*[_cell(c, r.get(c)) for c in COLUMNS])
+        table.add_row(*[_cell(c, r.get(c)) for c in SHOWN])
     reporter.console.print(table)
     for r in rows:
         if r["code"]:
@@ -83,9 +90,9 @@ def _cell(col: str, value: Any) -> str:
     if col == "size":
         return human_size(value)
     if col == "parity":
-        return f"{value:.2e}"
+        return f"{value:.1e}"
     if isinstance(value, float):
-        return f"{value:.2f}"
+        return f"{value:.0f}" if value >= 100 else f"{value:.2f}"
     if col == "status" and value != "ok":
         return f"[bold red]{value}[/]"
     return str(value)

@@ -16,7 +16,7 @@ from hydra.core.object_type import ObjectType
 from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
 from omegaconf import OmegaConf
 
-from .errors import TargetNotFound
+from .errors import ConfigError, TargetNotFound
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -54,6 +54,31 @@ def check_name(name: str) -> None:
             f"unknown target {name!r}: {hint}available targets: {', '.join(names)} "
             f"(looked in ./targets and {data_dir('targets')})"
         )
+    check_file(next(p for d in target_dirs() if (p := d / f"{name}.yaml").is_file()))
+
+
+def check_file(path: Path) -> None:
+    """A target file must parse as a YAML mapping; say where it does not."""
+    import yaml
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{_shown(path)}:{mark.line + 1}:{mark.column + 1}" if mark else _shown(path)
+        raise ConfigError(f"{where}: not valid YAML: {e.problem or e.context}: fix the target file") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{_shown(path)} is not a readable YAML file ({type(e).__name__}): "
+                          "a target is a YAML mapping of keys") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{_shown(path)} is not a YAML mapping of target keys (it holds a "
+                          f"{type(data).__name__}): a target looks like 'freeze: {{outputs: [probs]}}'")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 class TargetsSource(ConfigSource):

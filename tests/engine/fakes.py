@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from tfbuild.engine.spec import PATH, Registry, StageSpec, key, section
+from tfbuild.engine.spec import Registry, StageSpec, section
+from tfbuild.marks import PATH, key
 from tfbuild.errors import BackendUnavailable, ConfigError, StageFailed
 
 OUT = "data.txt"

@@ -17,7 +17,7 @@ from fakes import BoomCfg, Cfg, DoubleCfg, GpuCfg, reasons, statuses
 from tfbuild.engine import lockfile
 from tfbuild.engine.build import Options, build_target, parse_force, plan, verify
 from tfbuild.engine.fingerprint import StatCache
-from tfbuild.engine.store import MEASUREMENT, Store
+from tfbuild.engine.store import BUILD_LOCK, MEASUREMENT, Store
 from tfbuild.errors import BackendUnavailable, ConfigError, UserError
 from tfbuild.report import Reporter
 
@@ -256,14 +256,14 @@ def test_an_artifact_built_meanwhile_by_a_parallel_job_is_taken(project, monkeyp
     real_lock, started, other = Store.lock, [], []
 
     @contextlib.contextmanager
-    def lock(self, name):
-        if not started:   # the other job (its own lock file) gets there first
+    def lock(self, name, **kw):
+        if name != BUILD_LOCK and not started:   # the other job (its own lock file) gets there first
             started.append(name)
             other.append(build_target(Cfg(), fakes.registry(),
                                       project.options(lock_file=project.root / "other.lock"),
                                       "t", fakes.FakeReporter()))
-        with real_lock(self, name):
-            yield
+        with real_lock(self, name, **kw) as got:
+            yield got
 
     monkeypatch.setattr(Store, "lock", lock)
     report = project.build()
@@ -378,3 +378,26 @@ def test_a_failing_benchmark_only_warns(project):
     assert any(kind == "warn" and "benchmark of tail failed" in text for kind, text in project.reporter.events)
     assert "t" in lockfile.read(project.opts.lock_file)   # the build itself is recorded
     assert not (project.store_dirs("tail")[0] / MEASUREMENT).exists()
+
+
+def test_verify_names_a_locked_stage_the_target_no_longer_has(project):
+    project.build()
+    report = verify(Cfg(tail=None), fakes.registry(), project.opts, "t", project.reporter)
+    assert not report["ok"]
+    assert statuses(report)["tail"] == "failed"
+    assert "in the lock file but not in this target" in reasons(report)["tail"]
+
+
+def test_a_stage_that_returns_no_metadata_publishes_nothing(project):
+    reg = fakes.registry(double=fakes.variant(fakes.DOUBLE, run=lambda inputs, s, out, log: None))
+    report = project.build(registry=reg)
+    assert not report["ok"]
+    assert statuses(report) == {"source": "built", "double": "failed", "tail": "skipped"}
+    assert "returned NoneType, not its metadata" in reasons(report)["double"]
+    assert project.store_dirs("double") == []
+
+
+def test_a_file_label_may_not_shadow_an_upstream_stage(project):
+    reg = fakes.registry(double=fakes.variant(fakes.DOUBLE, files=lambda s: {"source": [project.input]}))
+    with pytest.raises(ValueError, match="also an upstream stage"):
+        project.build(registry=reg)

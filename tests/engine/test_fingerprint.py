@@ -14,7 +14,7 @@ import pytest
 from tfbuild.engine import fingerprint
 from tfbuild.engine.fingerprint import (StatCache, code_record, files_record, module_file,
                                         settings_record, sha256_json, versions)
-from tfbuild.engine.spec import PATH, key
+from tfbuild.marks import PATH, key
 
 REPO_PKG = Path(fingerprint.__file__).resolve().parents[1]
 

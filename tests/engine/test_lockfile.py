@@ -131,3 +131,10 @@ def test_concurrent_writers_lose_nothing(lock):
     assert set(targets) == {f"target[build_dir=build/w{w}/r{r}]" for w in range(WRITERS) for r in range(ROUNDS)}
     assert targets["target[build_dir=build/w3/r4]"]["stages"]["stage2"]["fingerprint"] == "3-4-2"
     assert sorted(p.name for p in lock.parent.iterdir()) == sorted([lock.name, f".{lock.name}.flock"])
+
+
+@pytest.mark.parametrize("stages", [[1], {"freeze": 3}, "x"])
+def test_a_malformed_stage_entry_is_refused(lock, stages):
+    lock.write_text(yaml.safe_dump({"schema": SCHEMA, "targets": {"t": {"stages": stages}}}))
+    with pytest.raises(ConfigError, match="is not a tfbuild lock file"):
+        lockfile.read(lock)

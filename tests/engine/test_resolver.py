@@ -233,3 +233,14 @@ def test_differences_tolerates_a_record_without_env(env):
         before["env"] = None
     now = {"fingerprint": "b", "env": {"tool": "2"}, "code": {}, "settings": {"k": 2}, "inputs": {}}
     assert differences(before, now) == ["tool version changed: None → 2", "k changed: 1 → 2"]
+
+
+def test_another_input_file_is_named_in_the_reason():
+    """A checkpoint directory's latest checkpoint moved on: say which one is used now."""
+    def record(files):
+        return {"fingerprint": "x", "env": {}, "code": {}, "settings": {}, "inputs": {"checkpoint": files}}
+    before = record({"model.ckpt-200.index": "a", "model.ckpt-200.data-00000-of-00001": "b"})
+    now = record({"model.ckpt-300.index": "c", "model.ckpt-300.data-00000-of-00001": "d"})
+    assert resolver.differences(before, now) == ["input checkpoint changed: model.ckpt-200 → model.ckpt-300"]
+    same_names = record({"model.ckpt-200.index": "e", "model.ckpt-200.data-00000-of-00001": "b"})
+    assert resolver.differences(before, same_names) == ["input checkpoint content changed"]

@@ -14,13 +14,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import ConfigError, TfbuildError, UserError, first_line
+from ..errors import ConfigError, StageFailed, TfbuildError, UserError, first_line
 from . import lockfile
 from .fingerprint import StatCache
 from .graph import make_graph
 from .resolver import Decision, differences, resolve
 from .spec import Artifact, Registry
-from .store import MEASUREMENT, Store, write_json
+from .store import BUILD_LOCK, MEASUREMENT, Store, write_json
 
 
 @dataclass(frozen=True)
@@ -69,12 +69,30 @@ def _build(cfg, registry, opts, target, reporter, lock_key, link_dir, write_lock
     cache = StatCache(store.meta_dir / "state.json")
     decisions = plan(cfg, registry, opts, lock_key, target, cache)
     if opts.dry_run:
+        for d in decisions:
+            d.status = "planned" if d.stale else "fresh"
         reporter.plan(target, decisions)
         cache.save()
         return _report(target, decisions, store, ok=True, link_dir=None), decisions
     for d in decisions:  # fail before spending time upstream
         if d.stale and d.node.spec.preflight:
             d.node.spec.preflight(d.node.settings)
+    link_dir = link_dir or opts.build_dir / target
+    with store.lock(BUILD_LOCK, shared=True):  # gc waits for running builds
+        try:
+            ok = _run_all(decisions, store, cache, reporter)
+        finally:  # what was hashed stays known, even when a bad request stops the build
+            cache.save()
+        if ok:
+            if write_lock:
+                lockfile.update(opts.lock_file, lock_key, _lock_entry(decisions))
+            _link(store, decisions, link_dir)
+            _bench(opts, decisions[-1], store, reporter)
+    return _report(target, decisions, store, ok, link_dir if ok else None), decisions
+
+
+def _run_all(decisions: List[Decision], store: Store, cache: StatCache, reporter) -> bool:
+    """Run the stages in order; after a failure the rest are skipped. Returns ok."""
     ok = True
     for d in decisions:
         if not ok:
@@ -90,14 +108,7 @@ def _build(cfg, registry, opts, target, reporter, lock_key, link_dir, write_lock
             d.status, ok = "failed", False
             d.reasons = [f"{type(e).__name__}: {first_line(e)}"]
             reporter.err.print(traceback.format_exc(), markup=False)
-    cache.save()
-    link_dir = link_dir or opts.build_dir / target
-    if ok:
-        if write_lock:
-            lockfile.update(opts.lock_file, lock_key, _lock_entry(decisions))
-        _link(store, decisions, link_dir)
-        _bench(opts, decisions[-1], store, reporter)
-    return _report(target, decisions, store, ok, link_dir if ok else None), decisions
+    return ok
 
 
 def _inputs(d: Decision, decisions: List[Decision], store: Store) -> Dict[str, Artifact]:
@@ -127,6 +138,9 @@ def _run_stage(d: Decision, decisions: List[Decision], store: Store, cache: Stat
                     metadata = d.node.spec.run(inputs, d.node.settings, scratch, reporter)
             finally:  # a failed stage reports its time too
                 d.seconds = time.perf_counter() - start
+            if not isinstance(metadata, dict):  # downstream stages read it: never publish without
+                raise StageFailed(f"stage {d.name} returned {type(metadata).__name__}, not its "
+                                  "metadata (a dict): nothing was published")
             manifest = store.publish(d.name, d.fingerprint, scratch, metadata, cache)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -214,9 +228,12 @@ def verify(cfg: Any, registry: Registry, opts: Options, target: str, reporter,
                         force=False, dry_run=False, bench=None)
         report, decisions = _build(cfg, registry, fresh, target, reporter, lock_key,
                                    Path(scratch) / "links", write_lock=False)
+        recorded_stages = entry.get("stages", {})
         for s, d in zip(report["stages"], decisions):
-            recorded = entry.get("stages", {}).get(d.name, {})
-            if not recorded:
+            recorded = recorded_stages.get(d.name, {})
+            if s["status"] in ("failed", "skipped"):
+                pass  # its own reason says why
+            elif not recorded:
                 s["status"], s["reason"] = "failed", "not in the lock file: rebuild and commit it"
             elif recorded.get("fingerprint") != d.fingerprint:
                 why = "; ".join(differences(recorded, d.record)) or "its fingerprint"
@@ -228,6 +245,10 @@ def verify(cfg: Any, registry: Registry, opts: Options, target: str, reporter,
             elif s["status"] == "built":
                 s["reason"] = "rebuilt from scratch: identical to the lock file"
             s["artifact"] = s["link"] = None  # the scratch directory is gone
+        for name in sorted(set(recorded_stages) - {d.name for d in decisions}):
+            report["stages"].append({"name": name, "status": "failed", "fingerprint": None, "artifact": None,
+                                     "reason": "in the lock file but not in this target: rebuild and commit it",
+                                     "seconds": 0.0, "size": None})
         report["ok"] = report["ok"] and all(s["status"] != "failed" for s in report["stages"])
         report["artifact"] = None
     return report

@@ -19,9 +19,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
+from .files import atomic_write
+
 _CHUNK = 1 << 20
 _PKG_DIR = Path(__file__).resolve().parents[1]   # the tfbuild package
 _PKG = _PKG_DIR.name
+_CODE_KIND = "code-v2"   # the stat cache's table of parsed modules; bump when _parse changes
 
 
 def sha256_file(path: Path) -> str:
@@ -74,7 +77,6 @@ class StatCache:
     def save(self) -> None:
         if not self._dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # Merge with what parallel jobs wrote meanwhile, then replace atomically.
         try:
             merged = json.loads(self.path.read_text())
@@ -82,9 +84,7 @@ class StatCache:
             merged = {}
         for kind, table in self.entries.items():
             merged.setdefault(kind, {}).update(table)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(merged, sort_keys=True))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(merged, sort_keys=True))
         self._dirty = False
 
 
@@ -146,7 +146,7 @@ def code_record(module: str, cache: StatCache) -> Dict[str, str]:
         rel = path.relative_to(_PKG_DIR.parent).as_posix()
         if rel in out:
             continue
-        digest, imports = cache.get(path, "code", lambda p, n=name: _parse(p, n))
+        digest, imports = cache.get(path, _CODE_KIND, lambda p, n=name: _parse(p, n))
         out[rel] = digest[:16]
         todo.extend(imports)
     return dict(sorted(out.items()))
@@ -168,8 +168,18 @@ def _parse(path: Path, name: str) -> list:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     imports = sorted(set(_imports(tree, name, path.name == "__init__.py")))
     _strip_docstrings(tree)
-    text = ast.dump(tree, annotate_fields=False, include_attributes=False)
-    return [hashlib.sha256(text.encode()).hexdigest(), imports]
+    return [hashlib.sha256(_canonical(tree).encode()).hexdigest(), imports]
+
+
+def _canonical(node: Any) -> str:
+    """The syntax tree as text, the same on every Python version: unset and empty
+    fields (which newer versions add, e.g. type_params) are left out, unlike ast.dump."""
+    if isinstance(node, ast.AST):
+        fields = (f"{k}={_canonical(v)}" for k, v in ast.iter_fields(node) if v is not None and v != [])
+        return f"{type(node).__name__}({','.join(fields)})"
+    if isinstance(node, list):
+        return f"[{','.join(_canonical(v) for v in node)}]"
+    return repr(node)
 
 
 def _imports(tree: ast.AST, name: str, is_package: bool) -> List[str]:

@@ -37,7 +37,11 @@ def make_graph(cfg: Any, registry: Registry) -> List[Node]:
         settings = spec.settings(cfg, deps)
         if spec.check:
             spec.check(settings)
-        nodes.append(Node(spec, settings, deps, spec.files(settings)))
+        files = spec.files(settings)
+        if set(files) & set(deps):  # both live in the record's inputs
+            raise ValueError(f"stage {spec.name}: input label {sorted(set(files) & set(deps))[0]!r} "
+                             "is also an upstream stage's name")
+        nodes.append(Node(spec, settings, deps, files))
         present.add(spec.name)
     if not nodes:
         raise ConfigError(f"the target builds no stage: give it a section for one of "

@@ -8,15 +8,13 @@ processes with different build_dirs sharing one lock file lose nothing.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Optional
 
 import yaml
 
 from ..errors import ConfigError
+from .files import atomic_write, flock
 
 SCHEMA = 2   # 2: location-free inputs, code recorded per module
 # libyaml when present: a big lock file is parsed and written while its lock is held.
@@ -36,7 +34,7 @@ def read(path: Path) -> Dict[str, dict]:
     if data is None:
         return {}
     targets = data.get("targets") or {} if isinstance(data, dict) else None
-    if not isinstance(targets, dict) or not all(isinstance(e, dict) for e in targets.values()):
+    if not isinstance(targets, dict) or not all(_is_entry(e) for e in targets.values()):
         raise ConfigError(f"lock file {path} is not a tfbuild lock file (expected a mapping with "
                           "'schema' and 'targets': {name: {stages: ...}}): delete it and rebuild")
     schema = data.get("schema")
@@ -48,21 +46,20 @@ def read(path: Path) -> Dict[str, dict]:
     return targets
 
 
+def _is_entry(entry) -> bool:
+    """{stages: {name: {fingerprint: ..., ...}}}"""
+    stages = entry.get("stages", {}) if isinstance(entry, dict) else None
+    return isinstance(stages, dict) and all(isinstance(s, dict) for s in stages.values())
+
+
 def dump(targets: Dict[str, dict]) -> str:
     return yaml.dump({"schema": SCHEMA, "targets": targets}, Dumper=_DUMPER, sort_keys=True,
                      default_flow_style=False, width=100, allow_unicode=True)
 
 
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
+def locked(path: Path):
     """Hold the lock file's own lock (`.NAME.flock` beside it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.flock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return flock(path.with_name(f".{path.name}.flock"))
 
 
 def update(path: Path, key: str, entry: Optional[dict]) -> None:
@@ -72,9 +69,4 @@ def update(path: Path, key: str, entry: Optional[dict]) -> None:
         if targets.get(key) == entry:
             return  # nothing changed: leave the file (and its mtime) alone
         targets[key] = entry
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(dump(targets))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(path, dump(targets))

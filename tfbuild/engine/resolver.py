@@ -7,6 +7,7 @@ Reasons come from diffing those same parts against the lock file's record.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -95,10 +96,23 @@ def differences(before: dict, now: dict) -> List[str]:
     old = before.get("settings") or {}
     for key in _changed(old, now["settings"]):
         reasons.append(f"{key} changed: {_show(old.get(key))} → {_show(now['settings'].get(key))}")
-    for key in _changed(before.get("inputs"), now["inputs"]):
-        kind = "content" if isinstance(now["inputs"].get(key), dict) else "artifact"
-        reasons.append(f"input {key} {kind} changed")
+    old = before.get("inputs") or {}
+    for key in _changed(old, now["inputs"]):
+        new = now["inputs"].get(key)
+        if not isinstance(new, dict):
+            reasons.append(f"input {key} artifact changed")
+        elif isinstance(old.get(key), dict) and _stem(old[key]) != _stem(new):
+            reasons.append(f"input {key} changed: {_stem(old[key])} → {_stem(new)}")  # another file
+        else:
+            reasons.append(f"input {key} content changed")
     return reasons
+
+
+def _stem(files: dict) -> str:
+    """What a set of input files is called: model.ckpt-300 for its .index and .data-* files."""
+    names = sorted(files)
+    common = os.path.commonprefix(names).rstrip(".-_") if names else ""
+    return common or ", ".join(names[:2]) + (" …" if len(names) > 2 else "")
 
 
 def _changed(old: Optional[dict], new: dict) -> List[str]:

@@ -11,14 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-# Field metadata for settings dataclasses.
-PATH = {"path": True}     # a file or directory: its *content* is the identity, never the path
-
-
-def key(name: str) -> dict:
-    """Show (and diff) this field under the config key the user writes, e.g. placeholder.preprocessing."""
-    return {"key": name}
-
 
 @dataclass(frozen=True)
 class Artifact:
@@ -79,6 +71,12 @@ class Registry:
                     raise ValueError(f"stage {spec.name!r}: upstream {name!r} must be registered first")
         self._specs[spec.name] = spec
         return spec
+
+    def replace(self, spec: StageSpec) -> None:
+        """Swap a registered stage's declaration (e.g. to wrap its run for measuring)."""
+        if spec.name not in self._specs:
+            raise KeyError(spec.name)
+        self._specs[spec.name] = spec
 
     def __getitem__(self, name: str) -> StageSpec:
         return self._specs[name]

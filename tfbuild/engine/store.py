@@ -8,19 +8,19 @@ a per-key file lock makes parallel jobs build it once.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import List, Optional
 
+from .files import atomic_write, flock
 from .fingerprint import StatCache, sha256_file
 
 MANIFEST = "tfbuild.json"
 MEASUREMENT = "bench.json"  # not an output: re-measuring changes no fingerprint
+BUILD_LOCK = "build"        # held shared by every build, exclusively by gc
 
 
 class Store:
@@ -75,15 +75,13 @@ class Store:
             cache.remember(final / name, digest)
         return manifest
 
-    @contextlib.contextmanager
-    def lock(self, name: str) -> Iterator[None]:
-        self.meta_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.meta_dir / f"{name}.lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+    def lock(self, name: str, *, shared: bool = False, wait: bool = True):
+        """Hold `.tfbuild/NAME.lock` (see files.flock)."""
+        return flock(self.meta_dir / f"{name}.lock", shared=shared, wait=wait)
+
+    def entries(self) -> List[Path]:
+        """Every published artifact directory, store/<stage>/<key>."""
+        return sorted(p for p in (self.root / "store").glob("*/*") if p.is_dir())
 
     def link(self, link: Path, target: Path) -> None:
         """A stable, readable path (build/<target>/<stage>) to a store entry."""
@@ -96,8 +94,4 @@ class Store:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically: a reader sees the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2) + "\n")

@@ -6,14 +6,6 @@ from typing import Dict, List, Optional
 
 from ..checkpoint import checkpoint_files, checkpoint_prefix
 from ..engine.spec import Artifact
-from ..errors import ConfigError
-
-
-def need_model(cfg, stage: str) -> None:
-    m = cfg.model
-    if m is None or not (m.name or m._target_):
-        raise ConfigError(f"the {stage} stage needs a model: add '- /model: tiny_densenet' "
-                          "to the target's defaults, or model._target_=package.module.function")
 
 
 def checkpoint_input(path: Optional[str]) -> Dict[str, List[Path]]:

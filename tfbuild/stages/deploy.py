@@ -21,6 +21,15 @@ def calibration_input(calibration) -> Dict[str, List[Path]]:
     return {"calibration": calibration_files(calibration.path)}
 
 
+def check_calibration(cfg, section: str) -> None:
+    """The section's calibration data, checked before any stage runs; its sample
+    shape too where the target's placeholder stage names the input."""
+    from ..calibration import check_source
+    p = cfg.placeholder
+    check_source(getattr(cfg, section).calibration, section,
+                 p.inputs[0].shape if p is not None and p.inputs else None)
+
+
 def frozen(freeze: Artifact) -> Path:
     return freeze.path / freeze.metadata["graph"]
 
@@ -34,13 +43,14 @@ def calibration(freeze: Artifact, section: str, calibration, needed: bool, log) 
     """The section's calibration data (None when not needed and not given)."""
     if not (calibration.path or calibration.random or needed):
         return None
-    from ..calibration import load_calibration
+    from ..calibration import in_section, load_calibration
     inputs, _ = graph_io(freeze)
     try:
+        # Parity uses given data too; only a stage that quantizes with it needs the warning.
         return load_calibration(dataclasses.asdict(calibration), inputs[0]["shape"], inputs[0]["dtype"],
-                                warn=log.warn)
+                                warn=log.warn if needed else lambda _: None)
     except TfbuildError as e:  # name the section the key lives in
-        e.args = (str(e).replace("calibration.", f"{section}.calibration."),)
+        e.args = (in_section(str(e), section),)
         raise
 
 
@@ -56,3 +66,13 @@ def parity_feeds(inputs: List[dict], batch: int, data: Optional[np.ndarray]) -> 
         else:
             feeds.append(seeded_batch(spec_["shape"][1:], batch, seed=i).astype(spec_["dtype"]))
     return feeds
+
+
+def tolerance(given: Optional[float], default: float, expected: List["np.ndarray"]) -> float:
+    """The parity bound: as given, else the precision's default, scaled by the outputs'
+    magnitude where it exceeds 1 (logits are unbounded; probabilities are not)."""
+    if given is not None:
+        return given
+    import numpy as np
+    scale = max([1.0] + [float(np.max(np.abs(e))) for e in expected if np.size(e)])
+    return default * scale

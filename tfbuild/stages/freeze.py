@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional
 
-from ..engine.spec import PATH, StageSpec, section
+from ..engine.spec import StageSpec, section
+from ..marks import PATH
 from ..errors import (CheckpointError, ConfigError, InferenceModeError, NodeNotFound, ParityError,
                       StageFailed, first_line)
 from .common import checkpoint_input, checkpoint_of
@@ -58,7 +59,8 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     # Grappler off: parity checks the freezing itself, on the graph exactly as written.
     with frozen_session(path, feeds, outputs, graph_def=frozen, grappler=False) as (sess, fetches, feed_dict):
         del frozen
-        meta["outputs"] = [{"name": o, "dtype": t.dtype.name, "shape": t.shape.as_list()}
+        meta["outputs"] = [{"name": o, "dtype": t.dtype.name,
+                            "shape": t.shape.as_list() if t.shape.rank is not None else None}
                            for o, t in zip(outputs, fetches)]
         diff = _parity(sess, fetches, feed_dict, expected, f.tolerance, defaults)
     if diff > f.tolerance:
@@ -84,8 +86,10 @@ def _parity(sess, fetches, feed_dict, expected, tolerance: float, defaults: List
     from ..tf.measure import max_abs_diff
 
     batch = len(expected[0]) if expected and np.ndim(expected[0]) else 0
-    batched = batch > 1 and all(np.ndim(e) and len(e) == batch for e in expected) and \
-        all(t.shape.rank == 0 or (t.shape[0] is None and len(v) == batch) for t, v in feed_dict.items())
+    # Per sample only where every input and output has a free batch dimension.
+    free = lambda t: t.shape.rank is not None and t.shape.rank >= 1 and t.shape[0] is None  # noqa: E731
+    batched = batch > 1 and all(free(t) for t in fetches) and \
+        all(t.shape.rank == 0 or (free(t) and len(v) == batch) for t, v in feed_dict.items())
     if not batched:  # a fixed batch size, or outputs without one: run the batch as it is
         return max_abs_diff(expected, sess.run(fetches, feed_dict))
     diff = 0.0
@@ -231,9 +235,12 @@ def _parity_feeds(inputs: List[dict]) -> Dict:
 
 
 def bench(artifact, b) -> dict:
+    import numpy as np
+
     from ..tf.measure import latency_frozen, seeded_batch
     meta = artifact.metadata
-    feeds = {i["name"]: seeded_batch(i["shape"][1:], 1) for i in meta["inputs"]}
+    feeds = {i["name"]: seeded_batch(i["shape"][1:], i["shape"][0] or 1).astype(i["dtype"])
+             if i["shape"] else np.zeros((), i["dtype"]) for i in meta["inputs"]}
     return latency_frozen(artifact.path / ARTIFACT, feeds, [o["name"] for o in meta["outputs"]],
                           warmup=b.warmup, runs=b.runs)
 

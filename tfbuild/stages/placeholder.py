@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional
 
-from ..engine.spec import PATH, StageSpec, section
+from ..engine.spec import StageSpec, section
+from ..marks import PATH
 from ..errors import CheckpointError, ConfigError, first_line
-from .common import checkpoint_input, checkpoint_of, need_model
+from .common import checkpoint_input, checkpoint_of
 
 if TYPE_CHECKING:
     from ..config import ModelCfg, PlaceholderCfg
@@ -32,7 +33,6 @@ class Settings:
 
 
 def settings(cfg, deps) -> Settings:
-    need_model(cfg, "placeholder")
     return Settings(cfg.model, cfg.placeholder, None if deps else cfg.checkpoint.path)
 
 
@@ -44,6 +44,13 @@ def check(s: Settings) -> None:
     for i, spec in enumerate(p.inputs):
         if any(d is not None and d <= 0 for d in spec.shape):
             raise ConfigError(f"placeholder.inputs[{i}].shape {spec.shape}: dimensions must be > 0 or null")
+    mean, channels = p.preprocessing.mean, p.inputs[0].shape[-1] if p.inputs[0].shape else None
+    if mean and channels is not None and len(mean) not in (1, channels):
+        raise ConfigError(f"placeholder.preprocessing.mean has {len(mean)} values but "
+                          f"placeholder.inputs[0] has {channels} channel(s) (shape {p.inputs[0].shape}): "
+                          "give one mean per channel, or fix the input shape")
+    if s.model._target_:
+        _check_importable(s.model._target_)
     if p.ema_decay is not None and not 0 < p.ema_decay < 1:
         raise ConfigError(f"placeholder.ema_decay={p.ema_decay}: use a decay in (0, 1) or null")
 
@@ -104,6 +111,30 @@ def _maybe_scope(scope):
     return tf.name_scope(scope) if scope else contextlib.nullcontext()
 
 
+def _check_importable(target: str) -> None:
+    """The builder's module exists (found, not imported: it may import TensorFlow)."""
+    import importlib.util
+    module, _, fn = target.rpartition(".")
+    try:
+        found = bool(module and fn) and importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ConfigError(f"model._target_={target!r}: no module {module or target!r} is importable "
+                          "from here: give package.module.function, importable from where tfbuild runs")
+
+
+def _builder_input(m: ModelCfg) -> Dict[str, List[Path]]:
+    """The user's builder module is an input: editing it rebuilds the graph (what it
+    imports in turn is not followed)."""
+    import importlib.util
+    if not m._target_:
+        return {}
+    spec = importlib.util.find_spec(m._target_.rpartition(".")[0])
+    origin = spec.origin if spec else None
+    return {"model_code": [Path(origin)]} if origin and origin.endswith(".py") else {}
+
+
 def _logits(m: ModelCfg, tensors):
     if m._target_:
         module_name, _, fn_name = m._target_.rpartition(".")
@@ -112,7 +143,11 @@ def _logits(m: ModelCfg, tensors):
         except (ImportError, AttributeError, ValueError) as e:
             raise ConfigError(f"model._target_={m._target_!r} cannot be imported ({e}): give "
                               "package.module.function, importable from where tfbuild runs") from None
-        return fn(*tensors, **dict(m.params))
+        logits = fn(*tensors, **dict(m.params))
+        if not hasattr(logits, "op") or not hasattr(logits, "shape"):
+            raise ConfigError(f"model._target_={m._target_!r} returned {type(logits).__name__}, not a "
+                              "logits tensor: give a function fn(*input_tensors, **params) -> logits")
+        return logits
     from ..tf.models import build_logits
     return build_logits(m, tensors[0], is_training=False)
 
@@ -154,4 +189,5 @@ def _check_variables(var_map: dict, stored: Dict[str, List[int]], prefix: str) -
 
 
 SPEC = StageSpec("placeholder", settings, run, present=section("placeholder"), upstream=(("train",),),
-                 files=lambda s: checkpoint_input(s.checkpoint), tools=("tensorflow",), check=check)
+                 files=lambda s: {**checkpoint_input(s.checkpoint), **_builder_input(s.model)},
+                 tools=("tensorflow",), check=check)

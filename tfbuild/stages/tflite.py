@@ -23,6 +23,11 @@ class Settings:
     tflite: TfliteCfg
 
 
+def settings(cfg, deps) -> Settings:
+    deploy.check_calibration(cfg, "tflite")
+    return Settings(cfg.tflite)
+
+
 def run(inputs, s: Settings, out: Path, log) -> dict:
     from ..tf.measure import max_abs_diff, run_frozen, run_tflite
     from ..tf.tflite_convert import TOLERANCE, convert
@@ -36,10 +41,10 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     feeds = deploy.parity_feeds(graph_inputs, t.batch_size, data)
     expected = run_frozen(deploy.frozen(freeze), {i["name"]: f for i, f in zip(graph_inputs, feeds)}, outputs)
     diff = max_abs_diff(expected, run_tflite(path, feeds))
-    tolerance = TOLERANCE[t.precision] if t.tolerance is None else t.tolerance
+    tolerance = deploy.tolerance(t.tolerance, TOLERANCE[t.precision], expected)
     if diff > tolerance:
         raise ParityError(f"TFLite {t.precision} model differs from the frozen graph by {diff:.3g} "
-                          f"(> tflite.tolerance={tolerance})")
+                          f"(> tflite.tolerance={tolerance:.3g})")
     return {**meta, "parity_max_abs_diff": diff, "parity_tolerance": tolerance}
 
 
@@ -49,6 +54,6 @@ def bench(artifact, b) -> dict:
     return latency_tflite(artifact.path / ARTIFACT, feeds, warmup=b.warmup, runs=b.runs)
 
 
-SPEC = StageSpec("tflite", lambda cfg, deps: Settings(cfg.tflite), run, present=section("tflite"),
+SPEC = StageSpec("tflite", settings, run, present=section("tflite"),
                  upstream=("freeze",), artifact=ARTIFACT, tools=("tensorflow",),
                  files=lambda s: deploy.calibration_input(s.tflite.calibration), bench=bench)

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
-from ..engine.spec import StageSpec, key
+from ..engine.spec import StageSpec
+from ..marks import key
 from ..errors import ConfigError
-from .common import need_model
 
 if TYPE_CHECKING:
     from ..config import ModelCfg, PreprocessingCfg, TrainCfg
@@ -31,7 +31,6 @@ class Settings:
 
 
 def settings(cfg, deps) -> Settings:
-    need_model(cfg, "train")
     if cfg.placeholder is None or not cfg.placeholder.inputs:
         raise ConfigError("train needs placeholder.inputs to know the model's input shape")
     return Settings(cfg.model, cfg.train, cfg.placeholder.preprocessing,

@@ -25,6 +25,11 @@ class Settings:
     trt: TrtCfg
 
 
+def settings(cfg, deps) -> Settings:
+    deploy.check_calibration(cfg, "trt")
+    return Settings(cfg.trt)
+
+
 def check(s: Settings) -> None:
     from ..tf.trt_convert import validate
     validate(dataclasses.asdict(s.trt))
@@ -51,11 +56,12 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     meta = convert(deploy.frozen(freeze), outputs, dataclasses.asdict(t), data, graph_inputs[0]["name"], path)
     batch = t.max_batch_size or 1
     feeds = {i["name"]: f for i, f in zip(graph_inputs, deploy.parity_feeds(graph_inputs, batch, data))}
-    diff = max_abs_diff(run_frozen(deploy.frozen(freeze), feeds, outputs), run_frozen(path, feeds, outputs))
-    tolerance = TOLERANCE[t.precision] if t.tolerance is None else t.tolerance
+    expected = run_frozen(deploy.frozen(freeze), feeds, outputs)
+    diff = max_abs_diff(expected, run_frozen(path, feeds, outputs))
+    tolerance = deploy.tolerance(t.tolerance, TOLERANCE[t.precision], expected)
     if diff > tolerance:
         raise ParityError(f"TF-TRT {t.precision} graph differs from the frozen graph by "
-                          f"{diff:.3g} (> trt.tolerance={tolerance})")
+                          f"{diff:.3g} (> trt.tolerance={tolerance:.3g})")
     return {**meta, "batch_size": batch, "inputs": graph_inputs, "outputs": freeze.metadata["outputs"],
             "parity_max_abs_diff": diff, "parity_tolerance": tolerance}
 
@@ -68,7 +74,7 @@ def bench(artifact, b) -> dict:
                           warmup=b.warmup, runs=b.runs)
 
 
-SPEC = StageSpec("trt", lambda cfg, deps: Settings(cfg.trt), run, present=section("trt"),
+SPEC = StageSpec("trt", settings, run, present=section("trt"),
                  upstream=("freeze",), artifact=ARTIFACT, environment=environment,
                  files=lambda s: deploy.calibration_input(s.trt.calibration),
                  check=check, preflight=preflight, bench=bench)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfbuild.config import PRECISIONS
+from tfbuild.precision import PRECISIONS
 from tfbuild.errors import CalibrationError, ConfigError, NodeNotFound, StageFailed
 from tfbuild.tf.measure import node_of
 
@@ -42,8 +42,9 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
     and activations, float32 model inputs and outputs, float fallback for ops
     without an int8 kernel.
     """
-    if precision not in PRECISIONS:
+    if not isinstance(precision, str) or precision.upper() not in PRECISIONS:
         raise ConfigError(f"unknown TFLite precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    precision = precision.upper()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if not inputs or not outputs:

@@ -12,7 +12,6 @@ no-op path and feed the build fingerprint.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import importlib.metadata
 import itertools
@@ -22,7 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from tfbuild.config import CalibrationCfg, TrtCfg, check_precision
+from tfbuild.precision import check_precision
 from tfbuild.errors import (BackendUnavailable, CalibrationError, ConfigError,
                             NodeNotFound, StageFailed, first_line)
 
@@ -35,9 +34,6 @@ from tfbuild.errors import (BackendUnavailable, CalibrationError, ConfigError,
 #   is the usual accuracy budget for post-training quantisation.
 TOLERANCE = {"FP32": 2e-3, "FP16": 1e-2, "INT8": 5e-2}
 
-# Missing keys take the target schema's defaults: one set of defaults.
-DEFAULTS = {**dataclasses.asdict(TrtCfg()), "calibration": None}
-_CAL_KEYS = {f.name for f in dataclasses.fields(CalibrationCfg)}
 
 _LAST_TF_WITH_TRT = (2, 17)
 _FIX = ("Build on a machine with an NVIDIA GPU and TensorFlow <=2.17 built with "
@@ -58,12 +54,14 @@ def _int_at_least(settings: Mapping, key: str, minimum: int,
 
 def validate(settings: Mapping) -> None:
     """Reject bad TF-TRT settings with one actionable line. Pure, no TF."""
-    s = {**DEFAULTS, **settings}
-    cal = s["calibration"]
+    s = settings
+    cal = s.get("calibration")
     if cal is not None and not isinstance(cal, Mapping):
         raise ConfigError(f"trt.calibration must be a mapping with path/random/"
                           f"num_samples, got {type(cal).__name__}")
-    precision = check_precision("trt", s["precision"], CalibrationCfg(**{k: v for k, v in (cal or {}).items() if k in _CAL_KEYS}))
+    cal = cal or {}
+    precision = check_precision("trt", s.get("precision"), cal.get("path"), cal.get("random", False),
+                                cal.get("num_samples", 32))
     if not isinstance(s["is_dynamic_op"], bool):
         raise ConfigError(f"trt.is_dynamic_op must be true or false, "
                           f"got {s['is_dynamic_op']!r}")
@@ -193,7 +191,7 @@ def convert(frozen_pb: Path, outputs: Sequence[str], settings: Mapping,
 
     preflight()
     validate(settings)
-    s = {**DEFAULTS, **settings}
+    s = settings
     precision = s["precision"].upper()
     dynamic = s["is_dynamic_op"]
     out_nodes = [node_of(o) for o in outputs]

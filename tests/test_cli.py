@@ -1,0 +1,224 @@
+"""Day-to-day use: list, gc, --version, --help, and every mistake answered in one line
+(exit 2, no traceback, nothing written) before any stage runs."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfbuild.cli import main
+
+
+def run_main(capsys, *args: str):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
+    assert lines[0].startswith("tfbuild: error: "), err
+    return lines[0][len("tfbuild: error: "):]
+
+
+# ----------------------------------------------------------------------------- commands
+
+def test_version_names_the_tools(project, capsys):
+    code, out, _ = run_main(capsys, "--version")
+    assert code == 0
+    from tfbuild import __version__
+    assert out.startswith(f"tfbuild {__version__} ") and "tensorflow " in out and "hydra-core " in out
+
+
+def test_list_shows_local_targets_first_then_shipped(project, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    (project / "targets").mkdir()
+    (project / "targets/mine.yaml").write_text(
+        "defaults:\n  - tiny_frozen\n  - _self_\ndescription: my own model\n")
+    (project / "targets/broken.yaml").write_text("defaults:\n  - no_such_target\n")
+    code, out, err = run_main(capsys, "list")
+    assert code == 0, err
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 4}
+    assert "my own model" in rows["mine"] and "./targets" in rows["mine"] and "freeze" in rows["mine"]
+    assert "tflite" in rows["tiny_tflite"] and "shipped" in rows["tiny_tflite"]
+    assert "trt" in rows["densenet_trt"]
+    assert "invalid" in rows["broken"]
+
+
+def test_help_starts_with_tfbuild_usage(project, capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tfbuild: Make for TensorFlow deployment artifacts.")
+    assert "tfbuild list" in out and "Examples:" in out and "== Config ==" in out
+
+
+# ----------------------------------------------------------------------------- gc
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A project where tiny_frozen was built with two freeze settings, and a sweep ran."""
+    root = tmp_path_factory.mktemp("gc")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["target=tiny_frozen", "freeze.outputs=[logits]", "bench.enabled=false"]) == 0
+        assert main(["target=tiny_frozen", "bench.enabled=false"]) == 0   # the lock's and link's
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+def test_gc_deletes_only_what_nothing_uses(built, tmp_path, capsys, monkeypatch):
+    root = tmp_path / "p"
+    shutil.copytree(built, root, symlinks=True)
+    monkeypatch.chdir(root)
+    freeze = sorted(Path("build/store/freeze").iterdir())
+    used = Path("build/tiny_frozen/freeze").resolve()
+    assert len(freeze) == 2 and used in [f.resolve() for f in freeze]
+    stale = next(f for f in freeze if f.resolve() != used)
+    (Path("build/tmp") / "freeze-killed").mkdir(parents=True)        # a killed run's scratch
+    (Path("build/tmp/freeze-killed") / "frozen.pb").write_bytes(b"x" * 1000)
+    orphan_lock = Path("build/.tfbuild") / ("a" * 24 + ".lock")
+    orphan_lock.write_text("")
+    for stamp in ("2026-01-01_00-00-00", "2026-01-02_00-00-00", "2026-01-03_00-00-00"):
+        (Path("build/sweeps") / stamp / "0").mkdir(parents=True)
+
+    code, out, err = run_main(capsys, "gc", "dry_run=true", "keep_sweeps=1")
+    assert code == 0, err
+    assert f"would delete {stale}" in out and "would free" in out
+    assert stale.exists()                                             # a dry run deletes nothing
+
+    code, out, err = run_main(capsys, "gc", "keep_sweeps=1")
+    assert code == 0, err
+    assert not stale.exists() and used.exists()
+    assert not Path("build/tmp/freeze-killed").exists() and not orphan_lock.exists()
+    assert sorted(p.name for p in Path("build/sweeps").iterdir()) == ["2026-01-03_00-00-00"]
+    assert "gc: freed" in out
+    code = main(["target=tiny_frozen", "bench.enabled=false", "dry_run=true"])
+    assert code == 0 and "stale" not in capsys.readouterr().out    # everything in use survived
+
+
+def test_gc_waits_for_no_running_build(built, tmp_path, capsys, monkeypatch):
+    from tfbuild.engine.store import BUILD_LOCK, Store
+    monkeypatch.chdir(built)
+    with Store(Path("build")).lock(BUILD_LOCK, shared=True):       # a build is running
+        code, _, err = run_main(capsys, "gc")
+    assert code == 2 and "a build is running" in one_error_line(err)
+
+
+def test_gc_bad_arguments(project, capsys):
+    code, _, err = run_main(capsys, "gc", "keep=3")
+    assert code == 2 and "gc takes build_dir=" in one_error_line(err)
+
+
+# ----------------------------------------------------------------------------- mistakes
+
+def _calibration(project: Path) -> None:
+    np.save(project / "wrong_shape.npy", np.zeros((4, 16, 16, 3), np.float32))
+    np.save(project / "strings.npy", np.array(["a", "b"]))
+    np.save(project / "bools.npy", np.zeros((2, 32, 32, 3), bool))
+    np.save(project / "zero.npy", np.zeros((0, 32, 32, 3), np.float32))
+    (project / "images").mkdir()
+    (project / "images/a.png").write_bytes(b"not a png at all")
+    (project / "afile").write_text("x")
+    (project / "adir").mkdir()
+    (project / "targets").mkdir()
+    (project / "targets/bad_yaml.yaml").write_text("freeze:\n  outputs: [probs\nx: 1\n")
+    (project / "notes.txt").write_text("just some text\n")
+    (project / "targets/linked.yaml").symlink_to(project / "notes.txt")
+
+
+MISTAKES = [
+    (["build_dir=afile"], "build_dir=afile is a file"),
+    (["build_dir=/proc/x/build"], "build_dir=/proc/x/build: cannot write"),
+    (["build_dir=${oc.env:TFBUILD_TEST_UNSET}"], "TFBUILD_TEST_UNSET"),
+    (["lock_file=adir"], "lock_file=adir is a directory"),
+    (["train.batch_size=0"], "train.batch_size=0 is out of range"),
+    (["bench.runs=0"], "bench.runs=0 is out of range"),
+    (["freeze.tolerance=-1"], "freeze.tolerance=-1.0 is out of range"),
+    (["+freeze.outptus=[logits]"], "unknown key freeze.outptus: did you mean freeze.outputs?"),
+    (["+freeze.nosuch=1"], "unknown key freeze.nosuch"),
+    (["+clean=true"], "unknown key clean"),
+    (["+placeholder.inputs.0.colour=1"], "unknown key placeholder.inputs[0].colour"),
+    (["placeholder.inputs=[{name:input,shape:[null,32,32,1]}]"], "has 1 channel(s)"),
+    (["model._target_=nosuch.module.build"], "no module 'nosuch.module' is importable"),
+    (["tflite.precision=INT8", "tflite.calibration.path=wrong_shape.npy"], "expected [N, 32, 32, 3]"),
+    (["tflite.precision=INT8", "tflite.calibration.path=strings.npy"], "has dtype <U1"),
+    (["tflite.precision=INT8", "tflite.calibration.path=bools.npy"], "has dtype bool"),
+    (["tflite.precision=INT8", "tflite.calibration.path=zero.npy"], "holds 0 samples"),
+    (["tflite.precision=INT8", "tflite.calibration.path=images"], "is not a PNG, JPEG, BMP or GIF"),
+    (["tflite.calibration.path=zero.npy", "tflite.calibration.random=true"], "set only one of"),
+    (["tflite.precision=fp64"], "tflite.precision='fp64' is unknown"),
+    (["target=bad_yaml"], "targets/bad_yaml.yaml:3:2: not valid YAML"),
+    (["target=linked"], "is not a YAML mapping of target keys"),
+    (["target=:smile:"], "target name ':smile:'"),
+]
+
+
+@pytest.mark.parametrize("args, expect", MISTAKES, ids=[" ".join(a) for a, _ in MISTAKES])
+def test_every_mistake_is_one_line_exit_2_and_writes_nothing(project, capsys, args, expect):
+    _calibration(project)
+    before = sorted(p.name for p in project.iterdir())
+    target = [] if any(a.startswith("target=") for a in args) else ["target=tiny_tflite"]
+    code, out, err = run_main(capsys, *target, *args, "report_file=adir/r.json")
+    assert code == 2, err + out
+    assert expect in one_error_line(err)
+    assert "Traceback" not in out + err
+    assert sorted(p.name for p in project.iterdir()) == before   # no build/, lock, outputs/
+
+
+def test_report_file_that_is_a_directory(project, capsys):
+    (project / "adir").mkdir()
+    code, _, err = run_main(capsys, "target=tiny_tflite", "report_file=adir", "dry_run=true")
+    assert code == 2 and "report_file=adir is a directory" in one_error_line(err)
+    assert not Path("build").exists()
+
+
+def test_a_builder_that_returns_no_tensor(project, capsys, user_project):
+    user_project(project)
+    code, _, err = run_main(capsys, "target=mine", "model._target_=builtins.print", "bench.enabled=false")
+    assert code == 2
+    assert "returned NoneType, not a logits tensor" in err.strip().splitlines()[-1]
+    assert "Traceback" not in err
+    assert not list(Path("build/store").glob("*/*")) if Path("build/store").exists() else True
+
+
+def test_dry_run_report_says_fresh_and_planned(project, tfbuild):
+    assert tfbuild("target=tiny_frozen").code == 0
+    plan = tfbuild("target=tiny_frozen", "freeze.outputs=[logits]", "dry_run=true")
+    assert plan.status() == {"train": "fresh", "placeholder": "fresh", "freeze": "planned"}
+
+
+def test_tensorflow_start_up_lines_do_not_reach_the_user(project):
+    proc = subprocess.run([sys.executable, "-m", "tfbuild", "target=tiny_frozen", "bench.enabled=false"],
+                          capture_output=True, text=True, cwd=project, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    for noise in ("absl::InitializeLog", "oneDNN", "cudart_stub", "cpu_feature_guard"):
+        assert noise not in proc.stderr + proc.stdout
+    assert "\n\n\n" not in proc.stdout                      # no spinner residue off a terminal
+    assert all(len(line) <= 80 for line in proc.stdout.splitlines()[:-1]), proc.stdout  # 80 columns
+
+
+def test_interrupt_prints_one_line_exits_130_and_leaves_no_scratch(project):
+    proc = subprocess.Popen([sys.executable, "-m", "tfbuild", "target=tiny_frozen", "train.steps=100000",
+                             "bench.enabled=false"], cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((project / "build/tmp").glob("train-*")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert one_error_line(err).startswith("interrupted")
+    assert "Traceback" not in out + err
+    assert not list((project / "build/tmp").glob("*"))
+    assert not (project / "tfbuild.lock").exists()
