@@ -222,3 +222,24 @@ def test_interrupt_prints_one_line_exits_130_and_leaves_no_scratch(project):
     assert "Traceback" not in out + err
     assert not list((project / "build/tmp").glob("*"))
     assert not (project / "tfbuild.lock").exists()
+
+
+def test_unknown_node_names_are_found_in_the_users_graph_before_anything_runs(project, capsys):
+    import tensorflow as tf
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.compat.v1.get_variable("w", [4, 2], initializer=tf.compat.v1.zeros_initializer())
+        tf.nn.softmax(tf.matmul(x, w), name="out")
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver().save(sess, str(project / "ck" / "model.ckpt-1"))
+    (project / "targets").mkdir()
+    (project / "targets/user.yaml").write_text("checkpoint: {path: ck}\nfreeze: {outputs: [out]}\n")
+    for args, expect in ((["freeze.outputs=[outt]"], "freeze.outputs: no node 'outt' in the graph; closest: out"),
+                         (["+freeze.constants.xx=1"], "freeze.constants: no node 'xx' in the graph")):
+        code, out, err = run_main(capsys, "target=user", *args)
+        assert code == 2 and expect in one_error_line(err)
+        assert not (project / "build/store").exists() or not list((project / "build/store").glob("*/*"))
+    code, _, err = run_main(capsys, "target=user", "bench.enabled=false")
+    assert code == 0, err

@@ -105,9 +105,8 @@ class Reporter:
         where = f" (in {_short(folder)}/)" if folder else ""
         table = Table(title=f"{report['target']}: {'ok' if report['ok'] else 'FAILED'}{where}",
                       title_justify="left")
-        for col, kw in (("stage", {}), ("status", {}), ("reason", {"overflow": "fold"}),
-                        ("seconds", {"justify": "right"}), ("artifact", {"no_wrap": True}),
-                        ("size", {"justify": "right"})):
+        for col, kw in (("stage", {}), ("status", {}), ("reason", {"overflow": "fold", "ratio": 1}),
+                        ("time", {"justify": "right", "no_wrap": True}), ("artifact, size", {"no_wrap": True})):
             table.add_column(col, **kw)
         failed = [s for s in report["stages"] if s["status"] == "failed"]
         for s in report["stages"]:
@@ -115,8 +114,9 @@ class Reporter:
             reason = "see below" if s in failed else s["reason"]  # too long for a table cell
             shown = s.get("link") or s.get("artifact")
             shown = os.path.relpath(shown, folder) if shown and folder else _short(shown)
+            size = f" ({human_size(s['size'])})" if s.get("size") is not None else ""
             table.add_row(s["name"], f"[{style}]{s['status']}[/]", escape(reason),
-                          f"{s['seconds']:.1f}", escape(shown or ""), human_size(s.get("size")))
+                          f"{s['seconds']:.1f}s", escape(shown or "") + size)
         self.console.print(table)
         for s in failed:
             self.console.print(f"[bold red]{s['name']} failed:[/] {escape(s['reason'])}", soft_wrap=True)

@@ -75,7 +75,7 @@ def why(before: Optional[dict], now: dict, damage: Optional[str]) -> List[str]:
     """Human reasons: what differs from the last recorded build."""
     if damage is None:
         if before and before.get("fingerprint") != now["fingerprint"]:
-            return ["up to date (same inputs were built before; artifact reused)"]
+            return ["up to date (built before)"]
         return ["up to date"]
     if not before:
         return ["not built yet"]

@@ -16,6 +16,7 @@ from ..engine.spec import StageSpec, section
 from ..marks import PATH
 from ..errors import (CheckpointError, ConfigError, InferenceModeError, NodeNotFound, ParityError,
                       StageFailed, first_line)
+from ..checkpoint import checkpoint_prefix
 from .common import checkpoint_input, checkpoint_of
 
 if TYPE_CHECKING:
@@ -43,6 +44,26 @@ def settings(cfg, deps) -> Settings:
 def check(s: Settings) -> None:
     if not s.freeze.outputs:
         raise ConfigError("freeze.outputs is empty: name the output nodes, e.g. freeze.outputs=[probs]")
+
+
+def preflight(s: Settings) -> None:
+    """The user's own .meta graph (placeholder: null) is on disk: check the node names
+    in freeze.outputs and freeze.constants against it before anything runs."""
+    meta = Path(f"{checkpoint_prefix(s.checkpoint)}.meta") if s.checkpoint else None
+    if meta is None or not meta.is_file():
+        return  # built upstream, or missing: run says so
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    graph = meta_graph_pb2.MetaGraphDef()
+    try:
+        graph.ParseFromString(meta.read_bytes())
+    except Exception:  # noqa: BLE001  run reports a graph it cannot read
+        return
+    nodes = {n.name for n in graph.graph_def.node}
+    for name in s.freeze.outputs:
+        _node_name(name, nodes, lambda _: None)
+    for name in s.freeze.constants:
+        _node_name(name, nodes, lambda _: None, "freeze.constants")
 
 
 def run(inputs, s: Settings, out: Path, log) -> dict:
@@ -132,8 +153,8 @@ def _freeze(prefix: str, f, reporter):
         except Exception as e:
             raise CheckpointError(f"cannot read graph {prefix}.meta: {first_line(e)}") from None
         ops = {op.name: op for op in graph.get_operations()}
-        outputs = [_node_name(o, ops, reporter) for o in f.outputs]
-        constants = {_node_name(k, ops, reporter, "freeze.constants"): v for k, v in f.constants.items()}
+        outputs = [_node_name(o, ops, reporter.warn) for o in f.outputs]
+        constants = {_node_name(k, ops, reporter.warn, "freeze.constants"): v for k, v in f.constants.items()}
         _check_placeholders(constants, ops)
         with session(graph, grappler=False) as sess:
             try:
@@ -165,7 +186,7 @@ def _random_ops_hint(names: List[str]) -> str:
             "(keep_prob, is_training) in freeze.constants")
 
 
-def _node_name(name: str, nodes: Dict, reporter, key: str = "freeze.outputs") -> str:
+def _node_name(name: str, nodes: Dict, warn, key: str = "freeze.outputs") -> str:
     """Accept 'probs' or 'probs:0'; a missing node names the closest ones."""
     from ..tf.measure import node_of
     node = node_of(name)
@@ -175,7 +196,7 @@ def _node_name(name: str, nodes: Dict, reporter, key: str = "freeze.outputs") ->
         raise NodeNotFound(f"{key}: no node {node!r} in the graph; closest: "
                            f"{', '.join(near) if near else '(none)'}")
     if node != name:
-        reporter.warn(f"{key}: {name!r} is a tensor name; using its node {node!r}")
+        warn(f"{key}: {name!r} is a tensor name; using its node {node!r}")
     return node
 
 
@@ -247,4 +268,4 @@ def bench(artifact, b) -> dict:
 
 SPEC = StageSpec("freeze", settings, run, present=section("freeze"), upstream=(("placeholder", "train"),),
                  artifact=ARTIFACT, files=lambda s: checkpoint_input(s.checkpoint),
-                 tools=("tensorflow",), check=check, bench=bench)
+                 tools=("tensorflow",), check=check, preflight=preflight, bench=bench)
