@@ -185,7 +185,7 @@ def main() -> int:
         for kind in ("tiny", "big"):
             times = []
             for _ in range(3):
-                (tmp / "build" / ".tfbuild" / "state.json").unlink()  # the StatCache (digests.py)
+                (tmp / "build" / ".tfbuild" / "state.json").unlink()  # the StatCache (engine/fingerprint.py)
                 r = run([*tfbuild_cmd(), f"target=user_{kind}", "report_file=rehash.json"], tmp).check()
                 assert set(statuses(read_report(tmp / "rehash.json")).values()) == {"fresh"}
                 times.append(r.wall_s)

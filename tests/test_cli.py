@@ -90,6 +90,8 @@ def test_gc_deletes_only_what_nothing_uses(built, tmp_path, capsys, monkeypatch)
     orphan_lock.write_text("")
     for stamp in ("2026-01-01_00-00-00", "2026-01-02_00-00-00", "2026-01-03_00-00-00"):
         (Path("build/sweeps") / stamp / "0").mkdir(parents=True)
+    for outputs in ("[logits]", "[probs]"):   # the stat cache learns both freeze entries here
+        assert main(["target=tiny_frozen", f"freeze.outputs={outputs}", "dry_run=true"]) == 0
 
     code, out, err = run_main(capsys, "gc", "dry_run=true", "keep_sweeps=1")
     assert code == 0, err
@@ -102,6 +104,8 @@ def test_gc_deletes_only_what_nothing_uses(built, tmp_path, capsys, monkeypatch)
     assert not Path("build/tmp/freeze-killed").exists() and not orphan_lock.exists()
     assert sorted(p.name for p in Path("build/sweeps").iterdir()) == ["2026-01-03_00-00-00"]
     assert "gc: freed" in out
+    state = Path("build/.tfbuild/state.json").read_text()
+    assert str(stale.resolve()) not in state and str(used) in state   # the stat cache forgot it only
     code = main(["target=tiny_frozen", "bench.enabled=false", "dry_run=true"])
     assert code == 0 and "stale" not in capsys.readouterr().out    # everything in use survived
 

@@ -1,4 +1,4 @@
-"""The `tfbuild` command: a thin @hydra.main around `build.build_target`.
+"""The `tfbuild` command: a thin @hydra.main around `engine.build.build_target`.
 
 Exit codes: 0 ok, 1 a stage failed, 2 the request is wrong. Hydra reports its
 own config errors (unknown key, bad type) with exit 1 and several lines; those

@@ -74,12 +74,21 @@ class StatCache:
         """Record a digest computed elsewhere (e.g. before an atomic rename)."""
         self.get(path, "sha256", lambda _: digest)
 
-    def save(self) -> None:
+    def prune(self) -> int:
+        """Forget files that are gone (gc deleted them); returns how many."""
+        gone = [(kind, path) for kind, table in self.entries.items() for path in table
+                if not os.path.exists(path)]
+        for kind, path in gone:
+            del self.entries[kind][path]
+        self._dirty = self._dirty or bool(gone)
+        return len(gone)
+
+    def save(self, merge: bool = True) -> None:
+        """Write the cache; `merge` keeps what parallel jobs wrote meanwhile (gc, alone, doesn't)."""
         if not self._dirty:
             return
-        # Merge with what parallel jobs wrote meanwhile, then replace atomically.
         try:
-            merged = json.loads(self.path.read_text())
+            merged = json.loads(self.path.read_text()) if merge else {}
         except (OSError, ValueError):
             merged = {}
         for kind, table in self.entries.items():

@@ -16,6 +16,7 @@ from typing import List, Set
 
 from ..errors import UserError
 from . import lockfile
+from .fingerprint import StatCache
 from .store import BUILD_LOCK, Store
 
 
@@ -68,6 +69,9 @@ def run(store: Store, lock_file: Path, keep_sweeps: int, dry_run: bool) -> Garba
         garbage = collect(store, lock_file, keep_sweeps)
         if not dry_run:
             delete(garbage)
+            cache = StatCache(store.meta_dir / "state.json")
+            cache.prune()
+            cache.save(merge=False)  # no build runs meanwhile: we hold the build lock
     return garbage
 
 

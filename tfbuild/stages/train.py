@@ -27,7 +27,7 @@ class Settings:
     train: TrainCfg
     # Training sees the same preprocessing and input shape the inference graph will.
     preprocessing: Optional[PreprocessingCfg] = field(metadata=key("placeholder.preprocessing"))
-    input_shape: List[int] = field(metadata=key("train.input_shape"))
+    input_shape: List[int] = field(metadata=key("placeholder.inputs[0].shape"))   # less the batch
 
 
 def settings(cfg, deps) -> Settings:
