@@ -144,7 +144,7 @@ def test_noop_does_not_import_tensorflow(project, tfbuild):
     (["target=tiny_frozen", "freeze.outptus=[probs]"], "unknown key freeze.outptus: did you mean freeze.outputs?"),
     (["target=tiny_frozen", "train.steps=many"], "could not be converted to Integer"),
     (["target=tiny_frozen", "train=null", "checkpoint.path=missing/model.ckpt-1"], "checkpoint not found: missing/model.ckpt-1.index"),
-    (["target=tiny_frozen", "train=null", "checkpoint.path=emptydir"], "has no 'checkpoint' state file"),
+    (["target=tiny_frozen", "train=null", "checkpoint.path=emptydir"], "none of the formats tfbuild reads"),
     (["target=tiny_frozen", "force=[frezze]"], "force names unknown stage 'frezze'"),
     (["target=tiny_tflite", "tflite.precision=FP8"], "tflite.precision='FP8' is unknown"),
 ])

@@ -146,6 +146,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _main() -> int:
     reporter = Reporter()
     args = sys.argv[1:]
+    if os.getcwd() not in sys.path:  # model._target_ builders live in the project, as with python -m
+        sys.path.insert(0, os.getcwd())
     try:
         if args[:1] == ["--version"]:
             reporter.info(commands.version())
@@ -222,7 +224,8 @@ def one_line(text: str) -> str:
              and "Warning:" not in l]
     if "Traceback (most recent call last)" in text:  # Hydra shows traces for non-Hydra errors
         lines = lines[-1:]
-    if lines and "Unexpected type for root: NoneType" in lines[0]:
+    if lines and ("Unexpected type for root: NoneType" in lines[0]
+                  or "'NoneType' object has no attribute" in text):
         return ("a key was set inside a section that is null in this target: set the whole "
                 "section instead, e.g. tflite={precision: FP16} or +tflite=fp16")
     key = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("full_key:")), None)

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from omegaconf import MISSING
-
 from .errors import ConfigError
 from .marks import PATH
 from .precision import check_precision
@@ -76,7 +74,9 @@ class PlaceholderCfg:
 
 @dataclass
 class FreezeCfg:
-    outputs: List[str] = MISSING
+    # Required for TF1 graphs; a SavedModel's or Keras model's outputs by default.
+    outputs: List[str] = field(default_factory=list)
+    signature: str = "serving_default"      # SavedModel signature to freeze
     clear_devices: bool = True
     constants: Dict[str, Any] = field(default_factory=dict)
     variable_denylist: List[str] = field(default_factory=list)

@@ -4,13 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..checkpoint import checkpoint_files, checkpoint_prefix
+from ..checkpoint import checkpoint_prefix, detect, model_files
 from ..engine.spec import Artifact
 
 
 def checkpoint_input(path: Optional[str]) -> Dict[str, List[Path]]:
     """`files` of a stage that reads the user's checkpoint when no upstream stage gives one."""
-    return {"checkpoint": checkpoint_files(path)} if path else {}
+    return {detect(path): model_files(path)} if path else {}   # labelled by format: reasons name it
 
 
 def checkpoint_of(inputs: Dict[str, Artifact], path: Optional[str]) -> str:

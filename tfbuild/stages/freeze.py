@@ -16,11 +16,11 @@ from ..engine.spec import StageSpec, section
 from ..marks import PATH
 from ..errors import (CheckpointError, ConfigError, InferenceModeError, NodeNotFound, ParityError,
                       StageFailed, first_line)
-from ..checkpoint import checkpoint_prefix
+from ..checkpoint import KERAS, SAVED_MODEL, TF1, TF2, checkpoint_prefix, detect
 from .common import checkpoint_input, checkpoint_of
 
 if TYPE_CHECKING:
-    from ..config import FreezeCfg
+    from ..config import FreezeCfg, ModelCfg
 
 ARTIFACT = "frozen.pb"
 PARITY_BATCH = 2
@@ -35,22 +35,35 @@ RANDOM_OPS = {"RandomUniform", "RandomUniformInt", "RandomStandardNormal", "Trun
 class Settings:
     freeze: FreezeCfg
     checkpoint: Optional[str] = field(default=None, metadata=PATH)   # when no upstream stage
+    model: Optional[ModelCfg] = None     # the builder a TF2 checkpoint's weights go into
 
 
 def settings(cfg, deps) -> Settings:
-    return Settings(cfg.freeze, None if deps else cfg.checkpoint.path)
+    path = None if deps else cfg.checkpoint.path
+    return Settings(cfg.freeze, path, cfg.model if path and detect(path) == TF2 else None)
 
 
 def check(s: Settings) -> None:
-    if not s.freeze.outputs:
-        raise ConfigError("freeze.outputs is empty: name the output nodes, e.g. freeze.outputs=[probs]")
+    kind = detect(s.checkpoint) if s.checkpoint else TF1
+    f = s.freeze
+    if kind == TF1 and not f.outputs:
+        raise ConfigError("freeze.outputs is empty: name the output nodes, e.g. freeze.outputs=[probs] "
+                          "(a TF1 graph has no signature to take them from)")
+    if kind != TF1 and f.constants:
+        raise ConfigError(f"freeze.constants binds TF1 graph inputs; a {kind} is frozen through its "
+                          "signature: drop freeze.constants")
+    if kind == TF2 and not (s.model and s.model._target_):
+        raise ConfigError(f"{s.checkpoint} is a TF2 object-based checkpoint: it holds weights, not the model; "
+                          "set model._target_=package.module.function returning the tf.keras.Model")
 
 
 def preflight(s: Settings) -> None:
     """The user's own .meta graph (placeholder: null) is on disk: check the node names
     in freeze.outputs and freeze.constants against it before anything runs."""
-    meta = Path(f"{checkpoint_prefix(s.checkpoint)}.meta") if s.checkpoint else None
-    if meta is None or not meta.is_file():
+    if not s.checkpoint or detect(s.checkpoint) != TF1:
+        return
+    meta = Path(f"{checkpoint_prefix(s.checkpoint)}.meta")
+    if not meta.is_file():
         return  # built upstream, or missing: run says so
     from tensorflow.core.protobuf import meta_graph_pb2
 
@@ -69,11 +82,15 @@ def preflight(s: Settings) -> None:
 def run(inputs, s: Settings, out: Path, log) -> dict:
     from ..tf.measure import frozen_session
 
-    f, prefix = s.freeze, checkpoint_of(inputs, s.checkpoint)
-    frozen, outputs, feeds, expected = _freeze(prefix, f, log)
+    f, kind = s.freeze, detect(s.checkpoint) if s.checkpoint else TF1
+    prefix = checkpoint_of(inputs, s.checkpoint) if kind in (TF1, TF2) else s.checkpoint
+    if kind == TF1:
+        frozen, outputs, feeds, expected = _freeze(prefix, f, log)
+    else:
+        frozen, outputs, feeds, expected = _freeze_v2(kind, prefix, s)
     path = out / ARTIFACT
     path.write_bytes(frozen.SerializeToString(deterministic=True))
-    meta = {"graph": ARTIFACT, "node_count": len(frozen.node),
+    meta = {"graph": ARTIFACT, "format": kind, "node_count": len(frozen.node),
             "ops": dict(sorted(Counter(n.op for n in frozen.node).items())), "inputs": _inputs(frozen)}
     random = sorted(n.name for n in frozen.node if n.op in RANDOM_OPS)
     defaults = sorted(n.name for n in frozen.node if n.op == "PlaceholderWithDefault")
@@ -131,6 +148,21 @@ def _parity(sess, fetches, feed_dict, expected, tolerance: float, defaults: List
     raise InferenceModeError(
         f"frozen graph is not in inference mode: a sample's output changes by {diff:.3g} with the "
         f"other samples of its batch (batch norm in training mode is the usual cause); {fix}")
+
+
+def _freeze_v2(kind: str, path: str, s: Settings):
+    """Like _freeze, for a SavedModel, a .keras file or a TF2 checkpoint with its builder."""
+    from ..tf import savedmodel as v2
+
+    if kind == SAVED_MODEL:
+        signature = v2.saved_model_signature(path, s.freeze.signature)
+    elif kind == KERAS:
+        signature = v2.keras_signature(v2.keras_file(path))
+    else:
+        signature = v2.keras_signature(v2.tf2_checkpoint(path, s.model._target_, dict(s.model.params)))
+    frozen, outputs, call = v2.freeze(signature, s.freeze.outputs)
+    feeds = _parity_feeds(_inputs(frozen))
+    return frozen, outputs, feeds, call(feeds)
 
 
 def _freeze(prefix: str, f, reporter):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 from ..engine.spec import StageSpec, section
 from ..marks import PATH
+from ..checkpoint import TF1, detect
 from ..errors import CheckpointError, ConfigError, first_line
 from .common import checkpoint_input, checkpoint_of
 
@@ -38,6 +39,10 @@ def settings(cfg, deps) -> Settings:
 
 def check(s: Settings) -> None:
     p = s.placeholder
+    kind = detect(s.checkpoint) if s.checkpoint else TF1
+    if kind != TF1:
+        raise ConfigError(f"checkpoint.path {s.checkpoint} is a {kind}: it is frozen as it is, through "
+                          "its signature; set placeholder: null")
     if not p.inputs:
         raise ConfigError("placeholder.inputs is empty: name at least one input, e.g. "
                           "{name: input, shape: [null, 224, 224, 3], dtype: float32}")
