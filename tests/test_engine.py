@@ -50,7 +50,7 @@ def test_staleness_matrix(mine, tfbuild, trained):
     shutil.copytree(trained / "ckpt21", "ckpt")  # same names, other weights
     new_ckpt = tfbuild("target=mine", "freeze.outputs=[logits]")
     assert new_ckpt.status() == {"placeholder": "built", "freeze": "built"}
-    assert "input checkpoint content changed" in new_ckpt.reasons()["placeholder"]
+    assert "input TF1 checkpoint content changed" in new_ckpt.reasons()["placeholder"]
     assert "input placeholder artifact changed" in new_ckpt.reasons()["freeze"]
 
 
@@ -143,7 +143,7 @@ def test_noop_does_not_import_tensorflow(project, tfbuild):
     (["target=../x"], "not a plain file name"),
     (["target=tiny_frozen", "freeze.outptus=[probs]"], "unknown key freeze.outptus: did you mean freeze.outputs?"),
     (["target=tiny_frozen", "train.steps=many"], "could not be converted to Integer"),
-    (["target=tiny_frozen", "train=null", "checkpoint.path=missing/model.ckpt-1"], "checkpoint not found: missing/model.ckpt-1.index"),
+    (["target=tiny_frozen", "train=null", "checkpoint.path=missing/model.ckpt-1"], "checkpoint not found: missing/model.ckpt-1 does not exist"),
     (["target=tiny_frozen", "train=null", "checkpoint.path=emptydir"], "none of the formats tfbuild reads"),
     (["target=tiny_frozen", "force=[frezze]"], "force names unknown stage 'frezze'"),
     (["target=tiny_tflite", "tflite.precision=FP8"], "tflite.precision='FP8' is unknown"),

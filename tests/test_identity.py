@@ -77,7 +77,7 @@ def test_clone_reads_its_own_checkpoint_not_the_absolute_state_path(tmp_path, us
     # b's weights differ, so its frozen graph must too: it read b/ckpt, not a/ckpt.
     fp = {r.report["stages"][-1]["fingerprint"] for r in (built_a, built_b)}
     assert len(fp) == 2
-    digests = [read_lock(p / "tfbuild.lock")["mine"]["stages"]["placeholder"]["inputs"]["checkpoint"]
+    digests = [read_lock(p / "tfbuild.lock")["mine"]["stages"]["placeholder"]["inputs"]["TF1 checkpoint"]
                for p in (a, b)]
     assert digests[0] != digests[1]
     assert set(digests[0]) == {"model.ckpt.index", "model.ckpt.data-00000-of-00001"}
