@@ -231,3 +231,35 @@ def test_shipped_keras_demo_target(project, tfbuild):
     assert run.report["metadata"]["precision"] == "INT8"
     again = tfbuild("target=keras_tflite", "tflite.precision=INT8")
     assert again.status() == {"freeze": "fresh", "tflite": "fresh"}
+
+
+def test_inspect_every_format(models, project, capsys, monkeypatch):
+    from tfbuild.cli import main
+    monkeypatch.setenv("COLUMNS", "200")
+    root, _ = models
+    for name in ("functional.keras", "functional_export"):
+        shutil.copytree(root / name, project / name) if (root / name).is_dir() else shutil.copy(root / name, project)
+    graph = tf.Graph()
+    with graph.as_default():                       # a TF1 training graph, TF-Slim style
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        training = tf.compat.v1.placeholder_with_default(True, [], name="is_training")
+        w = tf.compat.v1.get_variable("w", [4, 2])
+        logits = tf.matmul(tf.nn.dropout(x, rate=tf.where(training, 0.5, 0.0)), w, name="logits")
+        tf.nn.softmax(logits, name="probs")
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver().save(sess, str(project / "tf1" / "model.ckpt-3"))
+    expected = {
+        "functional.keras": ["Keras file", "input  image  float32 [None, 8, 8, 3]", "output probs"],
+        "functional_export": ["SavedModel", "signature serving_default: image -> output_0"],
+        "tf1": ["TF1 checkpoint", "input  x  float32 [None, 4]",
+                "input  is_training  bool [] (has a default", "likely outputs (for freeze.outputs): probs",
+                "random ops:", "variables: 1 (8 values)"],
+    }
+    for name, lines in expected.items():
+        target(project, "i", f"checkpoint: {{path: {name}}}\nfreeze: {{}}\n")
+        assert main(["inspect", "target=i"]) == 0
+        out = capsys.readouterr().out
+        for line in lines:
+            assert line in out, (name, line, out)
+    assert not (project / "build").exists()         # inspect builds nothing

@@ -156,6 +156,8 @@ def _main() -> int:
             return commands.list_targets(reporter)
         if args[:1] == ["gc"]:
             return commands.gc(args[1:], reporter)
+        if args[:1] == ["inspect"]:
+            return commands.inspect(args[1:], reporter)
         if "--help" in args or "-h" in args:
             reporter.console.print(commands.USAGE, markup=False, soft_wrap=True)
         for name in _target_names(args):

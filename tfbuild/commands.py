@@ -18,6 +18,7 @@ Usage:
   tfbuild [target=NAME] [KEY=VALUE ...]  build NAME and whatever before it is stale
   tfbuild -m target=NAME KEY=A,B ...     a sweep, ending in one comparison table
   tfbuild list                           the targets: ./targets/ first, then shipped
+  tfbuild inspect target=NAME            the target's model: inputs, likely outputs, signatures
   tfbuild gc [dry_run=true]              delete what no lock entry and no link uses
   tfbuild --version                      tfbuild, TensorFlow, Hydra, TensorRT, ...
 
@@ -82,6 +83,52 @@ def describe() -> List[dict]:
             rows.append({"name": name, "final": "".join(final), "description": cfg.description,
                          "where": where})
     return rows
+
+
+def inspect(args: List[str], reporter: Reporter) -> int:
+    """`tfbuild inspect target=NAME [KEY=VALUE ...]`: the target's model as it is on disk."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from rich.markup import escape
+
+    from .targets import check_name, data_dir
+
+    name = next((a.split("=", 1)[1] for a in args if a.startswith("target=")), "tiny_tflite")
+    check_name(name)
+    overrides = [a for a in args if not a.startswith("target=")]
+    with initialize_config_dir(config_dir=str(data_dir("conf")), version_base="1.3"):
+        cfg = OmegaConf.to_object(compose("config", overrides=[f"target={name}", *overrides]))
+    path = cfg.checkpoint.path
+    built = Path(cfg.build_dir) / name / "placeholder" / "model.ckpt"
+    if not path and Path(f"{built}.index").is_file():
+        path = str(built)   # the graph tfbuild made: what freeze.outputs names
+    if not path:
+        raise ConfigError(f"target {name} names no checkpoint.path and its placeholder graph is not "
+                          f"built yet: build it once (tfbuild target={name}), or give checkpoint.path")
+    with reporter.running("inspect", path):
+        from .tf.inspect import describe as look
+        info = look(path)
+    reporter.info(f"[bold]{escape(path)}[/]: {info['format']}")
+    for key in ("inputs", "outputs"):
+        for spec in info.get(key, []):
+            extra = " (has a default: bind it in freeze.constants)" if spec.get("default") else ""
+            reporter.info(f"  {key[:-1]:6} {escape(spec['name'])}  {spec['dtype']} {spec['shape']}{extra}")
+    if "likely_outputs" in info:
+        shown = info["likely_outputs"]
+        reporter.info(f"  likely outputs (for freeze.outputs): {escape(', '.join(shown[:12]) or '(none found)')}"
+                      f"{' …' if len(shown) > 12 else ''}")
+    for sig, io in info.get("signatures", {}).items():
+        reporter.info(f"  signature {escape(sig)}: " + ", ".join(i["name"] for i in io["inputs"]) + " -> "
+                      + ", ".join(o["name"] for o in io["outputs"]))
+    v = info.get("variables")
+    if v:
+        reporter.info(f"  variables: {v['count']} ({v['elements']:,} values)")
+    if info.get("random_ops"):
+        reporter.info(f"  random ops: {escape(', '.join(info['random_ops'][:5]))}: bind what switches them "
+                      "off (keep_prob, is_training) in freeze.constants")
+    if info.get("note"):
+        reporter.info(f"  note: {escape(info['note'])}")
+    return 0
 
 
 def gc(args: List[str], reporter: Reporter) -> int:

@@ -48,7 +48,8 @@ def check(s: Settings) -> None:
     f = s.freeze
     if kind == TF1 and not f.outputs:
         raise ConfigError("freeze.outputs is empty: name the output nodes, e.g. freeze.outputs=[probs] "
-                          "(a TF1 graph has no signature to take them from)")
+                          "(a TF1 graph has no signature to take them from; tfbuild inspect target=NAME lists "
+                          "the likely ones)")
     if kind != TF1 and f.constants:
         raise ConfigError(f"freeze.constants binds TF1 graph inputs; a {kind} is frozen through its "
                           "signature: drop freeze.constants")
