@@ -77,6 +77,8 @@ class FreezeCfg:
     # Required for TF1 graphs; a SavedModel's or Keras model's outputs by default.
     outputs: List[str] = field(default_factory=list)
     signature: str = "serving_default"      # SavedModel signature to freeze
+    graph: Optional[str] = field(default=None, metadata=PATH)   # a GraphDef file for a checkpoint without .meta
+    initializer_nodes: List[str] = field(default_factory=list)  # run after restore, kept (lookup tables)
     clear_devices: bool = True
     constants: Dict[str, Any] = field(default_factory=dict)
     variable_denylist: List[str] = field(default_factory=list)

@@ -50,6 +50,9 @@ def check(s: Settings) -> None:
         raise ConfigError("freeze.outputs is empty: name the output nodes, e.g. freeze.outputs=[probs] "
                           "(a TF1 graph has no signature to take them from; tfbuild inspect target=NAME lists "
                           "the likely ones)")
+    if f.graph and not Path(f.graph).expanduser().is_file():
+        raise ConfigError(f"freeze.graph={f.graph} does not exist: give the GraphDef file that "
+                          "tf.train.write_graph wrote for this checkpoint")
     if kind != TF1 and f.constants:
         raise ConfigError(f"freeze.constants binds TF1 graph inputs; a {kind} is frozen through its "
                           "signature: drop freeze.constants")
@@ -59,25 +62,29 @@ def check(s: Settings) -> None:
 
 
 def preflight(s: Settings) -> None:
-    """The user's own .meta graph (placeholder: null) is on disk: check the node names
-    in freeze.outputs and freeze.constants against it before anything runs."""
+    """The user's own graph (its .meta, or freeze.graph) is on disk: check the node names
+    in freeze.outputs, constants and initializer_nodes against it before anything runs."""
     if not s.checkpoint or detect(s.checkpoint) != TF1:
         return
     meta = Path(f"{checkpoint_prefix(s.checkpoint)}.meta")
-    if not meta.is_file():
-        return  # built upstream, or missing: run says so
-    from tensorflow.core.protobuf import meta_graph_pb2
-
-    graph = meta_graph_pb2.MetaGraphDef()
     try:
-        graph.ParseFromString(meta.read_bytes())
+        if s.freeze.graph:
+            graph_def = read_graph_file(s.freeze.graph)
+        elif meta.is_file():
+            from tensorflow.core.protobuf import meta_graph_pb2
+            graph = meta_graph_pb2.MetaGraphDef()
+            graph.ParseFromString(meta.read_bytes())
+            graph_def = graph.graph_def
+        else:
+            return  # run says what is missing
     except Exception:  # noqa: BLE001  run reports a graph it cannot read
         return
-    nodes = {n.name for n in graph.graph_def.node}
-    for name in s.freeze.outputs:
-        _node_name(name, nodes, lambda _: None)
-    for name in s.freeze.constants:
-        _node_name(name, nodes, lambda _: None, "freeze.constants")
+    nodes = {n.name for n in graph_def.node}
+    f = s.freeze
+    for key, names in (("freeze.outputs", f.outputs), ("freeze.constants", f.constants),
+                       ("freeze.initializer_nodes", f.initializer_nodes)):
+        for name in names:
+            _node_name(name, nodes, lambda _: None, key)
 
 
 def run(inputs, s: Settings, out: Path, log) -> dict:
@@ -98,6 +105,9 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     # Grappler off: parity checks the freezing itself, on the graph exactly as written.
     with frozen_session(path, feeds, outputs, graph_def=frozen, grappler=False) as (sess, fetches, feed_dict):
         del frozen
+        if f.initializer_nodes:  # tables and the like, kept in the graph: its users run them too
+            meta["initializer_nodes"] = [n.split(":")[0] for n in f.initializer_nodes]
+            sess.run([sess.graph.get_operation_by_name(n) for n in meta["initializer_nodes"]])
         meta["outputs"] = [{"name": o, "dtype": t.dtype.name,
                             "shape": t.shape.as_list() if t.shape.rank is not None else None}
                            for o, t in zip(outputs, fetches)]
@@ -176,30 +186,27 @@ def _freeze(prefix: str, f, reporter):
 
     from ..tf.session import session
 
-    if not Path(prefix + ".meta").is_file():
-        raise CheckpointError(f"{prefix}.meta not found: placeholder: null freezes the checkpoint's "
-                              "own graph, which needs its .meta (or configure the placeholder stage)")
     graph = tf.Graph()
     with graph.as_default():
-        try:
-            saver = tf.compat.v1.train.import_meta_graph(prefix + ".meta", clear_devices=f.clear_devices)
-        except Exception as e:
-            raise CheckpointError(f"cannot read graph {prefix}.meta: {first_line(e)}") from None
+        saver = _load_graph(prefix, f, graph)
         ops = {op.name: op for op in graph.get_operations()}
         outputs = [_node_name(o, ops, reporter.warn) for o in f.outputs]
         constants = {_node_name(k, ops, reporter.warn, "freeze.constants"): v for k, v in f.constants.items()}
         _check_placeholders(constants, ops)
+        initializers = [_node_name(n, ops, reporter.warn, "freeze.initializer_nodes") for n in f.initializer_nodes]
         with session(graph, grappler=False) as sess:
             try:
                 saver.restore(sess, prefix)
+                if initializers:  # e.g. lookup tables: run now, and kept in the frozen graph
+                    sess.run(initializers)
             except Exception as e:
                 raise CheckpointError(f"cannot restore {prefix}: {first_line(e)}") from None
             frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
-                sess, graph.as_graph_def(), outputs,
+                sess, graph.as_graph_def(), outputs + initializers,
                 variable_names_blacklist=list(f.variable_denylist) or None)
             if constants:  # a bound PlaceholderWithDefault leaves its default behind: prune again
                 frozen = tf.compat.v1.graph_util.extract_sub_graph(
-                    _bind_constants(frozen, constants), outputs)
+                    _bind_constants(frozen, constants), outputs + initializers)
             feeds = _parity_feeds(_inputs(frozen))
             try:
                 expected = sess.run([o + ":0" for o in outputs],
@@ -209,6 +216,74 @@ def _freeze(prefix: str, f, reporter):
                 raise StageFailed(f"running {Path(prefix).name}'s graph on seeded input failed: "
                                   f"{first_line(e)}") from None
     return frozen, outputs, feeds, expected
+
+
+def _load_graph(prefix: str, f, graph):
+    """Import the checkpoint's graph (its .meta, or freeze.graph) into `graph`; return its Saver."""
+    import tensorflow as tf
+
+    if not f.graph:
+        if not Path(prefix + ".meta").is_file():
+            raise CheckpointError(f"{prefix}.meta not found: placeholder: null freezes the checkpoint's "
+                                  "own graph: give it as freeze.graph=GRAPH.pb(txt) (tf.train.write_graph), "
+                                  "or configure the placeholder stage")
+        try:
+            return tf.compat.v1.train.import_meta_graph(prefix + ".meta", clear_devices=f.clear_devices)
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"cannot read graph {prefix}.meta: {first_line(e)}") from None
+    graph_def = read_graph_file(f.graph)
+    if f.clear_devices:
+        for node in graph_def.node:
+            node.device = ""
+    tf.compat.v1.import_graph_def(graph_def, name="")
+    # As TF's freeze_graph: every checkpoint key that names a variable of the graph.
+    ops = {op.name: op for op in graph.get_operations()}
+    found = {k: ops[k] for k in tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+             if k in ops and ops[k].type in ("VarHandleOp", "VariableV2", "Variable")}
+    if not found:
+        raise CheckpointError(f"checkpoint {prefix} has no variable of the graph {f.graph}: are they "
+                              "from the same model?")
+    return _Restorer(found)
+
+
+class _Restorer:
+    """Saver.restore for an imported GraphDef: a Saver cannot take the resource variables
+    of a bare GraphDef (TF's own freeze_graph fails on them), so assign each value."""
+
+    def __init__(self, variables: Dict):
+        import tensorflow as tf
+        self.feeds, assigns = {}, []
+        for key, op in variables.items():
+            value = tf.compat.v1.placeholder(op.get_attr("dtype"), name=f"tfbuild_restore/{len(assigns)}")
+            self.feeds[key] = value
+            assigns.append(tf.raw_ops.AssignVariableOp(resource=op.outputs[0], value=value)
+                           if op.type == "VarHandleOp" else tf.compat.v1.assign(op.outputs[0], value))
+        self.assigns = assigns
+
+    def restore(self, sess, prefix: str) -> None:
+        import tensorflow as tf
+        reader = tf.train.load_checkpoint(prefix)
+        sess.run(self.assigns, {ph: reader.get_tensor(key) for key, ph in self.feeds.items()})
+
+
+def read_graph_file(path: str):
+    """A GraphDef written by tf.train.write_graph, binary or text: told apart by content."""
+    import tensorflow as tf
+    from google.protobuf import text_format
+
+    data = Path(path).expanduser().read_bytes()
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(data)
+        if graph_def.node:
+            return graph_def
+    except Exception:  # noqa: BLE001  not binary: try text
+        pass
+    try:
+        return text_format.Parse(data.decode("utf-8"), tf.compat.v1.GraphDef())
+    except (UnicodeDecodeError, text_format.ParseError) as e:
+        raise CheckpointError(f"freeze.graph={path} is neither a binary nor a text GraphDef "
+                              f"({first_line(e)}): write it with tf.train.write_graph") from None
 
 
 def _random_ops_hint(names: List[str]) -> str:
@@ -288,6 +363,11 @@ def _parity_feeds(inputs: List[dict]) -> Dict:
     return feeds
 
 
+def _files(s: Settings) -> dict:
+    graph = {"graph": [Path(s.freeze.graph).expanduser()]} if s.freeze.graph else {}
+    return {**checkpoint_input(s.checkpoint), **graph}
+
+
 def bench(artifact, b) -> dict:
     import numpy as np
 
@@ -300,5 +380,5 @@ def bench(artifact, b) -> dict:
 
 
 SPEC = StageSpec("freeze", settings, run, present=section("freeze"), upstream=(("placeholder", "train"),),
-                 artifact=ARTIFACT, files=lambda s: checkpoint_input(s.checkpoint),
+                 artifact=ARTIFACT, files=_files,
                  tools=("tensorflow",), check=check, preflight=preflight, bench=bench)
