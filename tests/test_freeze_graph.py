@@ -89,3 +89,34 @@ def test_bad_graph_files(project, tfbuild, graph, expect):
     run = tfbuild("target=g")
     lines = [line for line in run.err.splitlines() if line.strip()]
     assert run.code == 2 and len(lines) == 1 and expect in lines[0], run.err
+
+
+def test_functional_control_flow_that_writes_a_variable(project, tfbuild):
+    """tf.cond in TF2's graph mode is an If op; its training branch bumps a counter."""
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        training = tf.compat.v1.placeholder_with_default(True, [], name="is_training")
+        w = tf.compat.v1.get_variable("w", [4, 3], initializer=tf.compat.v1.random_normal_initializer(seed=2))
+        counter = tf.compat.v1.get_variable("counter", [], initializer=tf.compat.v1.zeros_initializer())
+
+        def train_branch():
+            with tf.control_dependencies([counter.assign_add(1.0)]):
+                return tf.matmul(x, w) * 0.5
+
+        tf.nn.softmax(tf.cond(training, train_branch, lambda: tf.matmul(x, w)), name="probs")
+        assert any(n.op == "If" for n in graph.as_graph_def().node)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver().save(sess, str(project / "ck" / "model.ckpt-1"))
+            want = sess.run("probs:0", {"x:0": np.eye(4, dtype=np.float32), "is_training:0": False})
+    (project / "targets").mkdir()
+    (project / "targets/c.yaml").write_text("checkpoint: {path: ck}\nfreeze: {outputs: [probs]}\n")
+    unbound = tfbuild("target=c")
+    assert unbound.code == 1
+    assert "still writes a variable (node AssignAddVariableOp" in unbound.reasons()["freeze"]
+    assert "+freeze.constants.is_training=false" in unbound.reasons()["freeze"]
+    bound = tfbuild("target=c", "+freeze.constants.is_training=false")
+    assert bound.code == 0, bound.err
+    got = run_frozen(Path(bound.report["stages"][0]["artifact"]), {"x": np.eye(4, dtype=np.float32)}, ["probs"])[0]
+    np.testing.assert_allclose(got, want, atol=1e-6)

@@ -103,15 +103,18 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     random = sorted(n.name for n in frozen.node if n.op in RANDOM_OPS)
     defaults = sorted(n.name for n in frozen.node if n.op == "PlaceholderWithDefault")
     # Grappler off: parity checks the freezing itself, on the graph exactly as written.
-    with frozen_session(path, feeds, outputs, graph_def=frozen, grappler=False) as (sess, fetches, feed_dict):
-        del frozen
-        if f.initializer_nodes:  # tables and the like, kept in the graph: its users run them too
-            meta["initializer_nodes"] = [n.split(":")[0] for n in f.initializer_nodes]
-            sess.run([sess.graph.get_operation_by_name(n) for n in meta["initializer_nodes"]])
-        meta["outputs"] = [{"name": o, "dtype": t.dtype.name,
-                            "shape": t.shape.as_list() if t.shape.rank is not None else None}
-                           for o, t in zip(outputs, fetches)]
-        diff = _parity(sess, fetches, feed_dict, expected, f.tolerance, defaults)
+    try:
+        with frozen_session(path, feeds, outputs, graph_def=frozen, grappler=False) as (sess, fetches, feed_dict):
+            del frozen
+            if f.initializer_nodes:  # tables and the like, kept in the graph: its users run them too
+                meta["initializer_nodes"] = [n.split(":")[0] for n in f.initializer_nodes]
+                sess.run([sess.graph.get_operation_by_name(n) for n in meta["initializer_nodes"]])
+            meta["outputs"] = [{"name": o, "dtype": t.dtype.name,
+                                "shape": t.shape.as_list() if t.shape.rank is not None else None}
+                               for o, t in zip(outputs, fetches)]
+            diff = _parity(sess, fetches, feed_dict, expected, f.tolerance, defaults)
+    except StageFailed as e:
+        raise _explained(e, defaults) from None
     if diff > f.tolerance:
         raise ParityError(f"frozen graph differs from the checkpoint by {diff:.3g} "
                           f"(> freeze.tolerance={f.tolerance}){_random_ops_hint(random)}")
@@ -120,6 +123,19 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
                  "switches training behaviour, bind it in freeze.constants, e.g. "
                  f"+freeze.constants.{defaults[0]}=false")
     return {**meta, "parity_max_abs_diff": diff, "source": Path(prefix).name}
+
+
+def _explained(error: StageFailed, defaults: List[str]) -> StageFailed:
+    """A frozen graph that still writes a variable: say which node, why, and the fix."""
+    import re
+    node = re.search(r"\{\{node (\S*Assign\w*VariableOp\w*)\}\}", str(error))
+    if not node:
+        return error
+    fix = (f"bind the input that selects that branch in freeze.constants (e.g. +freeze.constants."
+           f"{defaults[0]}=false), and tfbuild drops the branch" if defaults else
+           "rebuild the graph without the write (training=False)")
+    return StageFailed(f"the frozen graph still writes a variable (node {node.group(1)}, in a tf.cond/"
+                       f"while_loop branch for training): a frozen graph holds constants, not variables; {fix}")
 
 
 def _parity(sess, fetches, feed_dict, expected, tolerance: float, defaults: List[str]) -> float:
@@ -329,7 +345,55 @@ def _bind_constants(graph_def, constants: Dict):
             node.attr["dtype"].type = dtype.as_datatype_enum
             node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value))
             del node.input[:]
+    return _fold_bound_ifs(graph_def)
+
+
+def _fold_bound_ifs(graph_def):
+    """An If whose predicate is now a constant becomes a call of the branch it takes.
+
+    TF1 graphs in TF2's graph mode build tf.cond as an If op over functions. A
+    branch that writes a variable (a training-only counter, BN updates) cannot
+    run once variables are constants; binding the predicate (is_training=false)
+    drops that branch here, and the functions nothing calls any more with it.
+    """
+    import tensorflow as tf
+
+    nodes = {n.name: n for n in graph_def.node}
+    for node in graph_def.node:
+        if node.op not in ("If", "StatelessIf"):
+            continue
+        pred = nodes.get(node.input[0].split(":")[0].lstrip("^"))
+        if pred is None or pred.op != "Const":
+            continue
+        taken = node.attr["then_branch" if tf.make_ndarray(pred.attr["value"].tensor) else "else_branch"]
+        keep = {k: node.attr[k] for k in ("Tin", "Tout")}
+        node.op = "StatefulPartitionedCall" if node.op == "If" else "PartitionedCall"
+        del node.input[0]
+        for attr in list(node.attr):
+            del node.attr[attr]
+        node.attr["f"].CopyFrom(taken)
+        for k, v in keep.items():
+            node.attr[k].CopyFrom(v)
+    _drop_unused_functions(graph_def)
     return graph_def
+
+
+def _drop_unused_functions(graph_def) -> None:
+    library = {f.signature.name: f for f in graph_def.library.function}
+
+    def called(nodes):
+        return {a.func.name for n in nodes for a in n.attr.values() if a.func.name}
+
+    used, todo = set(), called(graph_def.node)
+    while todo:
+        name = todo.pop()
+        if name in used or name not in library:
+            continue
+        used.add(name)
+        todo |= called(library[name].node_def)
+    kept = [f for f in graph_def.library.function if f.signature.name in used]
+    del graph_def.library.function[:]
+    graph_def.library.function.extend(kept)
 
 
 def _shape(attr) -> List:
