@@ -263,3 +263,23 @@ def test_inspect_every_format(models, project, capsys, monkeypatch):
         for line in lines:
             assert line in out, (name, line, out)
     assert not (project / "build").exists()         # inspect builds nothing
+
+
+def test_tf_keras_models(project, tfbuild):
+    """Keras 2 (tf_keras) models: a .keras file and a SavedModel."""
+    tf_keras = pytest.importorskip("tf_keras", reason="tf_keras (Keras 2) is not installed")
+    tf_keras.utils.set_random_seed(5)
+    inputs = tf_keras.Input(SHAPE, name="image")
+    x = tf_keras.layers.GlobalAveragePooling2D()(tf_keras.layers.BatchNormalization()(
+        tf_keras.layers.Conv2D(4, 3)(inputs)))
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(2, activation="softmax", name="probs")(x))
+    model.save(project / "k2.keras")
+    model.save(project / "k2_sm", save_format="tf")
+    x = batch(SHAPE)
+    want = model(x, training=False).numpy()
+    for path, output in (("k2.keras", "probs"), ("k2_sm", "probs")):
+        target(project, "k", f"checkpoint: {{path: {path}}}\nfreeze: {{}}\n")
+        run = tfbuild("target=k")
+        assert run.code == 0, run.err
+        got = frozen_outputs(Path(run.report["stages"][0]["artifact"]), {"image": x}, [output])[output]
+        np.testing.assert_allclose(got, want, atol=TOL)

@@ -58,9 +58,22 @@ def keras_signature(model) -> Signature:
 
 
 def keras_file(path: str):
-    import keras
+    """Load a .keras file with the Keras that wrote it: Keras 3, or tf_keras (Keras 2)."""
+    import json
+    import zipfile
+    version = json.loads(zipfile.ZipFile(path).read("metadata.json") or b"{}").get("keras_version", "3")
+    if version.startswith("2."):
+        try:
+            import tf_keras as keras
+        except ImportError:
+            raise ConfigError(f"{path} was saved by Keras {version} (tf_keras): pip install tf-keras "
+                              "to read it") from None
+        load = keras.models.load_model
+    else:
+        import keras
+        load = keras.saving.load_model
     try:
-        return keras.saving.load_model(path, compile=False)
+        return load(path, compile=False)
     except (TypeError, ValueError) as e:
         missing = re.search(r"Could not locate (?:class|function) '([^']+)'", str(e))
         if missing:
