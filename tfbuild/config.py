@@ -18,6 +18,8 @@ from .errors import ConfigError
 from .marks import PATH
 from .precision import check_precision
 
+ONNX_OPSETS = (9, 18)   # what the pinned tf2onnx (1.17) writes
+
 
 @dataclass
 class InputSpec:
@@ -114,11 +116,21 @@ class TfliteCfg:
 
 
 @dataclass
+class OnnxCfg:
+    precision: str = "FP32"
+    opset: int = 17
+    batch_size: Optional[int] = 1        # null: a dynamic batch dimension
+    calibration: CalibrationCfg = field(default_factory=CalibrationCfg)
+    tolerance: Optional[float] = None    # null: the precision's default
+
+
+@dataclass
 class BenchCfg:
     enabled: bool = True
     warmup: int = 3
     runs: int = 20
     again: bool = False
+    threads: Optional[int] = None        # null: every core, for every backend
 
 
 @dataclass
@@ -136,6 +148,7 @@ class Config:
     model: Optional[ModelCfg] = None
     placeholder: Optional[PlaceholderCfg] = None
     freeze: Optional[FreezeCfg] = None
+    onnx: Optional[OnnxCfg] = None
     trt: Optional[TrtCfg] = None
     tflite: Optional[TfliteCfg] = None
     bench: BenchCfg = field(default_factory=BenchCfg)
@@ -166,7 +179,9 @@ def validate(cfg: Config) -> Config:
         _at_least("train.examples", cfg.train.examples, 1)
     _at_least("bench.runs", cfg.bench.runs, 1)
     _at_least("bench.warmup", cfg.bench.warmup, 0)
-    for name in ("trt", "tflite"):
+    if cfg.bench.threads is not None:
+        _at_least("bench.threads", cfg.bench.threads, 1)
+    for name in ("onnx", "trt", "tflite"):
         section = getattr(cfg, name)
         if section is not None:
             c = section.calibration
@@ -175,6 +190,12 @@ def validate(cfg: Config) -> Config:
                 _at_least(f"{name}.tolerance", section.tolerance, 0)
     if cfg.tflite is not None:
         _at_least("tflite.batch_size", cfg.tflite.batch_size, 1)
+    if cfg.onnx is not None:
+        if cfg.onnx.batch_size is not None:
+            _at_least("onnx.batch_size", cfg.onnx.batch_size, 1)
+        lo, hi = ONNX_OPSETS
+        if not lo <= cfg.onnx.opset <= hi:
+            raise ConfigError(f"onnx.opset={cfg.onnx.opset}: tf2onnx converts to opsets {lo} to {hi}")
     return cfg
 
 

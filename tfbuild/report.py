@@ -114,7 +114,7 @@ class Reporter:
             reason = "see below" if s in failed else s["reason"]  # too long for a table cell
             shown = s.get("link") or s.get("artifact")
             shown = os.path.relpath(shown, folder) if shown and folder else _short(shown)
-            size = f" ({human_size(s['size'])})" if s.get("size") is not None else ""
+            size = f" ({human_size(s['size'])})" if s.get("size") is not None and shown else ""
             table.add_row(s["name"], f"[{style}]{s['status']}[/]", escape(reason),
                           f"{s['seconds']:.1f}s", escape(shown or "") + size)
         self.console.print(table)

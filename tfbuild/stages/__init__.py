@@ -10,6 +10,6 @@ entry below.
 from __future__ import annotations
 
 from ..engine.spec import Registry
-from . import freeze, placeholder, tflite, train, trt
+from . import freeze, onnx, placeholder, tflite, train, trt
 
-REGISTRY = Registry((train.SPEC, placeholder.SPEC, freeze.SPEC, trt.SPEC, tflite.SPEC))
+REGISTRY = Registry((train.SPEC, placeholder.SPEC, freeze.SPEC, onnx.SPEC, trt.SPEC, tflite.SPEC))

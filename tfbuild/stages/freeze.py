@@ -440,7 +440,7 @@ def bench(artifact, b) -> dict:
     feeds = {i["name"]: seeded_batch(i["shape"][1:], i["shape"][0] or 1).astype(i["dtype"])
              if i["shape"] else np.zeros((), i["dtype"]) for i in meta["inputs"]}
     return latency_frozen(artifact.path / ARTIFACT, feeds, [o["name"] for o in meta["outputs"]],
-                          warmup=b.warmup, runs=b.runs)
+                          warmup=b.warmup, runs=b.runs, threads=b.threads)
 
 
 SPEC = StageSpec("freeze", settings, run, present=section("freeze"), upstream=(("placeholder", "train"),),

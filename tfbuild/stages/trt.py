@@ -71,7 +71,7 @@ def bench(artifact, b) -> dict:
     meta = artifact.metadata
     feeds = {i["name"]: seeded_batch(i["shape"][1:], meta["batch_size"]) for i in meta["inputs"]}
     return latency_frozen(artifact.path / ARTIFACT, feeds, [o["name"] for o in meta["outputs"]],
-                          warmup=b.warmup, runs=b.runs)
+                          warmup=b.warmup, runs=b.runs, threads=b.threads)
 
 
 SPEC = StageSpec("trt", settings, run, present=section("trt"),

@@ -7,6 +7,7 @@ functions behave the same whether or not eager execution was disabled.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -70,22 +71,52 @@ def max_abs_diff(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
 
 
 def latency_frozen(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Sequence[str],
-                   *, warmup: int = 3, runs: int = 20) -> dict:
+                   *, warmup: int = 3, runs: int = 20, threads: int | None = None) -> dict:
     """Time `session.run` on a frozen graph (also TF-TRT graphs: same call path).
 
     Graph import and session creation are not timed; feeding and fetching are,
     as they are part of every real inference call.
     """
-    with frozen_session(frozen_pb, feeds, outputs) as (sess, fetches, feed_dict):
-        return _time(lambda: sess.run(fetches, feed_dict), _batch_size(feeds.values()),
-                     warmup, runs)
+    threads = threads or os.cpu_count() or 1
+    with frozen_session(frozen_pb, feeds, outputs, threads=threads) as (sess, fetches, feed_dict):
+        return {**_time(lambda: sess.run(fetches, feed_dict), _batch_size(feeds.values()), warmup, runs),
+                "backend": "tensorflow", "threads": threads}
 
 
 def latency_tflite(model_path: Path, feeds: Sequence[np.ndarray], *, warmup: int = 3,
-                   runs: int = 20) -> dict:
+                   runs: int = 20, threads: int | None = None) -> dict:
     """Time set_tensor + invoke + get_tensor, the TFLite equivalent of session.run."""
-    interpreter = load_interpreter(model_path=str(model_path))
-    return _time(_tflite_runner(interpreter, feeds), _batch_size(feeds), warmup, runs)
+    threads = threads or os.cpu_count() or 1
+    interpreter = load_interpreter(model_path=str(model_path), num_threads=threads)
+    return {**_time(_tflite_runner(interpreter, feeds), _batch_size(feeds), warmup, runs),
+            "backend": "tflite", "threads": threads}
+
+
+def onnx_session(model_path: Path, threads: int | None = None):
+    """An onnxruntime CPU session using `threads` threads (default: all cores)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.log_severity_level = 3  # warnings about unused initializers say nothing actionable
+    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(model_path: Path, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+    session = onnx_session(model_path)
+    names = [i.name for i in session.get_inputs()]
+    return session.run(None, dict(zip(names, feeds)))
+
+
+def latency_onnx(model_path: Path, feeds: Sequence[np.ndarray], *, warmup: int = 3, runs: int = 20,
+                 threads: int | None = None) -> dict:
+    import onnxruntime as ort
+
+    threads = threads or os.cpu_count() or 1
+    session = onnx_session(model_path, threads)
+    feed = dict(zip([i.name for i in session.get_inputs()], feeds))
+    return {**_time(lambda: session.run(None, feed), _batch_size(feeds), warmup, runs),
+            "backend": f"onnxruntime {ort.__version__}", "threads": threads}
 
 
 def load_interpreter(**kwargs):
@@ -105,7 +136,7 @@ def load_interpreter(**kwargs):
 
 @contextlib.contextmanager
 def frozen_session(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Sequence[str], *,
-                   graph_def=None, grappler: bool = True):
+                   graph_def=None, grappler: bool = True, threads: int | None = None):
     """Yield (session, fetch tensors, feed dict) for a frozen graph.
 
     `graph_def`, when given, is the parsed content of `frozen_pb` (which then only
@@ -133,7 +164,9 @@ def frozen_session(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Se
         feed_dict = {tensor(k): v for k, v in feeds.items()}
         fetches = [tensor(o) for o in outputs]
         del graph_def  # the graph holds its own copy; let the caller's go first
-        with tf.compat.v1.Session(graph=graph, config=config(grappler=grappler)) as sess:
+        pools = {"intra_op_parallelism_threads": threads, "inter_op_parallelism_threads": threads} \
+            if threads else {}
+        with tf.compat.v1.Session(graph=graph, config=config(grappler=grappler, **pools)) as sess:
             try:
                 yield sess, fetches, feed_dict
             except (tf.errors.OpError, ValueError) as e:  # e.g. a feed of the wrong shape

@@ -1,0 +1,133 @@
+"""A frozen GraphDef as an ONNX model for onnxruntime (and TensorRT's ONNX parser).
+
+tf2onnx does the conversion, onnxruntime's float16 converter the FP16 model
+(inputs and outputs kept float32) and `onnxruntime.quantization` the INT8 one:
+static quantization to Q/DQ pairs, the explicit form TensorRT also reads.
+Inputs and outputs keep the frozen graph's node names (no ':0').
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from tfbuild.errors import BackendUnavailable, StageFailed, first_line
+from tfbuild.tf.measure import node_of, read_graph_def
+
+# Parity bounds (max abs diff against the frozen graph), for outputs in [0, 1];
+# deploy.tolerance scales them for unbounded outputs. FP32: same math, other
+# kernels. FP16: weights and activations in half precision. INT8: 8-bit Q/DQ.
+TOLERANCE = {"FP32": 1e-4, "FP16": 1e-2, "INT8": 1e-1}
+
+
+def preflight() -> None:
+    import importlib.util
+    missing = [m for m in ("tf2onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailable(f"the onnx stage needs tf2onnx and onnxruntime ({', '.join(missing)} "
+                                 "missing): pip install 'tfbuild[onnx]'")
+
+
+def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], *, opset: int,
+            batch_size: Optional[int], precision: str, calibration: Optional[np.ndarray], out: Path) -> dict:
+    """Write `out` (.onnx); return its metadata."""
+    import onnx
+    import tf2onnx
+
+    graph_def = read_graph_def(frozen_pb)
+    # tf2onnx numbers the nodes it adds from a process-wide counter: start it afresh,
+    # so a rebuild in the same process writes the same bytes.
+    tf2onnx.utils.INTERNAL_NAME = 1
+    names = [node_of(i["name"]) for i in inputs]
+    shapes = {f"{n}:0": [batch_size, *i["shape"][1:]] for n, i in zip(names, inputs)} if batch_size else None
+    renames = {f"{n}:0": n for n in [*names, *map(node_of, outputs)]}
+    try:
+        model, _ = tf2onnx.convert.from_graph_def(
+            graph_def, input_names=[f"{n}:0" for n in names], output_names=[f"{node_of(o)}:0" for o in outputs],
+            opset=opset, shape_override=shapes, tensors_to_rename=renames)
+    except Exception as e:  # noqa: BLE001  an op tf2onnx cannot map, and the like
+        raise StageFailed(f"tf2onnx could not convert {frozen_pb.name} at opset {opset}: {first_line(e)}") from None
+    model.producer_version = tf2onnx.__version__   # fixed text: identical rebuilds, identical bytes
+    _canonical_names(model.graph)
+    if precision == "FP16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+        model = convert_float_to_float16(model, keep_io_types=True)
+    if precision == "INT8":
+        model = _quantize(model, names[0], calibration, batch_size)
+    for field in (model.graph.initializer, model.graph.value_info):  # the quantizer's order varies
+        items = sorted(field, key=lambda item: item.name)
+        del field[:]
+        field.extend(items)
+    out.write_bytes(model.SerializeToString(deterministic=True))
+    ops = {}
+    for node in model.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return {"precision": precision, "opset": opset, "batch_size": batch_size,
+            "inputs": [_io(v) for v in model.graph.input], "outputs": [_io(v) for v in model.graph.output],
+            "ops": dict(sorted(ops.items())), "onnx_ir_version": model.ir_version,
+            "size_bytes": out.stat().st_size, "onnx": onnx.__version__}
+
+
+_MADE = re.compile(r"^(.*)__\d+$")   # names tf2onnx makes: BASE__N, N from a process-wide counter
+
+
+def _canonical_names(graph) -> None:
+    """Renumber tf2onnx's made-up names in graph order. Its counter's values depend on
+    set iteration order, which Python randomizes per process: without this, two
+    conversions of the same graph differ in names only."""
+    renamed, count = {}, {}
+
+    def name(old: str) -> str:
+        m = _MADE.match(old)
+        if not m:
+            return old
+        if old not in renamed:
+            count[m.group(1)] = count.get(m.group(1), 0) + 1
+            renamed[old] = f"{m.group(1)}__{count[m.group(1)]}"
+        return renamed[old]
+
+    for node in graph.node:
+        node.name = name(node.name)
+        node.input[:] = [name(i) for i in node.input]
+        node.output[:] = [name(o) for o in node.output]
+    for item in (*graph.initializer, *graph.value_info, *graph.input, *graph.output):
+        item.name = name(item.name)
+
+
+def _quantize(model, input_name: str, data: Optional[np.ndarray], batch_size: Optional[int]):
+    """Static INT8 quantization into Q/DQ pairs, calibrated on `data`."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    size = batch_size or 1
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            n = len(data)
+            self.batches = iter([{input_name: np.asarray(data[[(s + i) % n for i in range(size)]], np.float32)}
+                                 for s in range(0, n, size)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory(prefix="tfbuild-onnx-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(src))
+        try:
+            quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
+        except Exception as e:  # noqa: BLE001
+            raise StageFailed(f"onnxruntime could not quantize the model to INT8: {first_line(e)}") from None
+        return onnx.load(str(dst))
+
+
+def _io(value) -> dict:
+    from onnx import helper
+    t = value.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+    return {"name": value.name, "dtype": np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).name,
+            "shape": dims}
