@@ -68,6 +68,22 @@ def parity_feeds(inputs: List[dict], batch: int, data: Optional[np.ndarray]) -> 
     return feeds
 
 
+def parity(freeze: Artifact, feeds: List["np.ndarray"], run_converted, label: str, section: str,
+           given: Optional[float], default: float) -> dict:
+    """Run the frozen graph and the converted model on the same feeds; refuse (ParityError)
+    a difference beyond the tolerance; return what the metadata records."""
+    from ..errors import ParityError
+    from ..tf.measure import max_abs_diff, run_frozen
+
+    graph_inputs, outputs = graph_io(freeze)
+    expected = run_frozen(frozen(freeze), {i["name"]: f for i, f in zip(graph_inputs, feeds)}, outputs)
+    diff = max_abs_diff(expected, run_converted(feeds))
+    bound = tolerance(given, default, expected)
+    if diff > bound:
+        raise ParityError(f"{label} differs from the frozen graph by {diff:.3g} (> {section}.tolerance={bound:.3g})")
+    return {"parity_max_abs_diff": diff, "parity_tolerance": bound}
+
+
 def tolerance(given: Optional[float], default: float, expected: List["np.ndarray"]) -> float:
     """The parity bound: as given, else the precision's default, scaled by the outputs'
     magnitude where it exceeds 1 (logits are unbounded; probabilities are not)."""

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..engine.spec import StageSpec, section
-from ..errors import ParityError
 from . import deploy
 
 if TYPE_CHECKING:
@@ -29,7 +28,7 @@ def settings(cfg, deps) -> Settings:
 
 
 def run(inputs, s: Settings, out: Path, log) -> dict:
-    from ..tf.measure import max_abs_diff, run_frozen, run_tflite
+    from ..tf.measure import run_tflite
     from ..tf.tflite_convert import TOLERANCE, convert
 
     t, freeze = s.tflite, inputs["freeze"]
@@ -39,13 +38,8 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     meta = convert(deploy.frozen(freeze), graph_inputs, outputs, t.precision, t.batch_size,
                    data if t.precision == "INT8" else None, path)
     feeds = deploy.parity_feeds(graph_inputs, t.batch_size, data)
-    expected = run_frozen(deploy.frozen(freeze), {i["name"]: f for i, f in zip(graph_inputs, feeds)}, outputs)
-    diff = max_abs_diff(expected, run_tflite(path, feeds))
-    tolerance = deploy.tolerance(t.tolerance, TOLERANCE[t.precision], expected)
-    if diff > tolerance:
-        raise ParityError(f"TFLite {t.precision} model differs from the frozen graph by {diff:.3g} "
-                          f"(> tflite.tolerance={tolerance:.3g})")
-    return {**meta, "parity_max_abs_diff": diff, "parity_tolerance": tolerance}
+    return {**meta, **deploy.parity(freeze, feeds, lambda f: run_tflite(path, f), f"TFLite {t.precision} model",
+                                    "tflite", t.tolerance, TOLERANCE[t.precision])}
 
 
 def bench(artifact, b) -> dict:
