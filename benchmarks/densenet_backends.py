@@ -56,7 +56,7 @@ def main() -> int:
         print(snapshot_code(tmp), flush=True)
         banner("sweeps")
         rows = sweep(tmp, "onnx", "densenet_onnx") + sweep(tmp, "tflite", "densenet_tflite")
-        frozen = tmp / "build" / "densenet_onnx" / "freeze"
+        (frozen,) = (tmp / "build" / "store" / "freeze").iterdir()   # the one frozen graph both sweeps used
         run([sys.executable, "-c", FROZEN, str(frozen / "frozen.pb"), str(frozen / "tfbuild.json"),
              str(tmp / "frozen.json")], tmp).check()
         base = {int(b): v for b, v in json.loads((tmp / "frozen.json").read_text()).items()}

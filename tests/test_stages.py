@@ -44,7 +44,7 @@ def test_stages_run_from_python(project, tfbuild, shared_build, tmp_path):
 
 
 def test_registry_declares_each_stage_once_in_build_order():
-    assert REGISTRY.names() == ["train", "placeholder", "freeze", "trt", "tflite"]
+    assert REGISTRY.names() == ["train", "placeholder", "freeze", "onnx", "trt", "tflite"]
     for spec in REGISTRY:
         assert spec.module == f"tfbuild.stages.{spec.name}"
 
