@@ -49,6 +49,9 @@ def test_dynamic_batch_and_identical_rebuilds(project, tfbuild, shared_build):
     again = tfbuild(*common, "verify=true")     # rebuilt from scratch: the same bytes
     assert again.code == 0, again.out
     assert again.status()["onnx"] == "built"
+    int8 = (*common, "onnx.precision=INT8")      # the quantizer too
+    assert tfbuild(*int8).code == 0
+    assert tfbuild(*int8, "verify=true").code == 0
 
 
 @pytest.mark.parametrize("args, expect", [

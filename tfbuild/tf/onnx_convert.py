@@ -114,10 +114,15 @@ def _quantize(model, input_name: str, data: Optional[np.ndarray], batch_size: Op
         def get_next(self):
             return next(self.batches, None)
 
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     with tempfile.TemporaryDirectory(prefix="tfbuild-onnx-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))
         try:
+            # onnxruntime's own pre-processing first: batch norm folded into the convolutions,
+            # shapes inferred, so the quantizer sees what onnxruntime will run.
+            quant_pre_process(str(src), str(src))
             quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
         except Exception as e:  # noqa: BLE001
