@@ -51,12 +51,12 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], 
     except Exception as e:  # noqa: BLE001  an op tf2onnx cannot map, and the like
         raise StageFailed(f"tf2onnx could not convert {frozen_pb.name} at opset {opset}: {first_line(e)}") from None
     model.producer_version = tf2onnx.__version__   # fixed text: identical rebuilds, identical bytes
-    _canonical_names(model.graph)
     if precision == "FP16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
         model = convert_float_to_float16(model, keep_io_types=True)
     if precision == "INT8":
         model = _quantize(model, names[0], calibration, batch_size)
+    _canonical(model.graph)
     for field in (model.graph.initializer, model.graph.value_info):  # the quantizer's order varies
         items = sorted(field, key=lambda item: item.name)
         del field[:]
@@ -71,30 +71,77 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], 
             "size_bytes": out.stat().st_size, "onnx": onnx.__version__}
 
 
-_MADE = re.compile(r"^(.*)__\d+$")   # names tf2onnx makes: BASE__N, N from a process-wide counter
+_COUNTER = re.compile(r"__\d+")   # what tf2onnx and the quantizer append: BASE__N
 
 
-def _canonical_names(graph) -> None:
-    """Renumber tf2onnx's made-up names in graph order. Its counter's values depend on
-    set iteration order, which Python randomizes per process: without this, two
-    conversions of the same graph differ in names only."""
-    renamed, count = {}, {}
+def _canonical(graph) -> None:
+    """Name and order what the converters made up by content, not by counters.
+
+    tf2onnx and onnxruntime's quantizer number the nodes they add from counters
+    whose values depend on the order sets of nodes are visited (object ids), so
+    two conversions of one graph can differ in names and node order only. Each
+    made-up name becomes its base plus a digest of what computes it (op, attributes,
+    inputs), and nodes are ordered topologically with ties broken by that digest.
+    """
+    import hashlib
+
+    digest = {v.name: v.name for v in graph.input}
+    for init in graph.initializer:
+        digest[init.name] = init.name if not _COUNTER.search(init.name) else \
+            hashlib.sha1(init.SerializeToString(deterministic=True).replace(init.name.encode(), b"")).hexdigest()
+    nodes = list(graph.node)   # one wrapper per node: id() stays valid below
+    node_key = {}
+    for node in nodes:  # ONNX graphs are topologically sorted
+        attrs = b"".join(a.SerializeToString(deterministic=True) for a in sorted(node.attribute, key=lambda a: a.name))
+        base = hashlib.sha1(b"|".join([node.op_type.encode(), node.domain.encode(), attrs,
+                                       *(digest.get(i, i).encode() for i in node.input)])).hexdigest()
+        node_key[id(node)] = base
+        for k, out in enumerate(node.output):
+            digest[out] = out if not _COUNTER.search(out) else f"{base}:{k}"
 
     def name(old: str) -> str:
-        m = _MADE.match(old)
-        if not m:
+        if not _COUNTER.search(old):
             return old
-        if old not in renamed:
-            count[m.group(1)] = count.get(m.group(1), 0) + 1
-            renamed[old] = f"{m.group(1)}__{count[m.group(1)]}"
-        return renamed[old]
+        return f"{_COUNTER.sub('', old)}__{hashlib.sha1(digest.get(old, old).encode()).hexdigest()[:10]}"
 
-    for node in graph.node:
-        node.name = name(node.name)
+    for node in nodes:
+        node.name = f"{_COUNTER.sub('', node.name)}__{node_key[id(node)][:10]}" if _COUNTER.search(node.name) else node.name
         node.input[:] = [name(i) for i in node.input]
         node.output[:] = [name(o) for o in node.output]
     for item in (*graph.initializer, *graph.value_info, *graph.input, *graph.output):
         item.name = name(item.name)
+    del graph.node[:]
+    graph.node.extend(_topological(nodes, node_key))
+    # Unknown dimensions get counter names too (unk__240): number them in order.
+    dims: dict = {}
+    for value in (*graph.input, *graph.output, *sorted(graph.value_info, key=lambda v: v.name)):
+        for dim in value.type.tensor_type.shape.dim:
+            if _COUNTER.search(dim.dim_param):
+                dim.dim_param = dims.setdefault(dim.dim_param, f"{_COUNTER.sub('', dim.dim_param)}_{len(dims)}")
+
+
+def _topological(nodes: list, key: dict) -> list:
+    """Kahn's order, the smallest content digest first among the ready nodes."""
+    import heapq
+
+    made = {out: n for n in nodes for out in n.output}
+    waiting = {id(n): {i for i in n.input if i in made} for n in nodes}
+    users: dict = {}
+    for n in nodes:
+        for i in waiting[id(n)]:
+            users.setdefault(i, []).append(n)
+    ready = [(key[id(n)], i, n) for i, n in enumerate(nodes) if not waiting[id(n)]]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, _, n = heapq.heappop(ready)
+        order.append(n)
+        for out in n.output:
+            for user in users.get(out, []):
+                waiting[id(user)].discard(out)
+                if not waiting[id(user)]:
+                    heapq.heappush(ready, (key[id(user)], len(order) + len(ready), user))
+    return order if len(order) == len(nodes) else nodes
 
 
 def _quantize(model, input_name: str, data: Optional[np.ndarray], batch_size: Optional[int]):
