@@ -2,6 +2,7 @@
 (exit 2, no traceback, nothing written) before any stage runs."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -247,3 +248,16 @@ def test_unknown_node_names_are_found_in_the_users_graph_before_anything_runs(pr
         assert not (project / "build/store").exists() or not list((project / "build/store").glob("*/*"))
     code, _, err = run_main(capsys, "target=user", "bench.enabled=false")
     assert code == 0, err
+
+
+def test_two_sweeps_started_together_keep_their_own_folders(project):
+    cmd = [sys.executable, "-m", "tfbuild", "-m", "target=tiny_frozen", "dry_run=true", "train.steps=1,2"]
+    procs = [subprocess.Popen(cmd, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    folders = sorted((project / "build/sweeps").iterdir())
+    assert len(folders) == 2
+    for folder in folders:
+        assert len(json.loads((folder / "summary.json").read_text())["jobs"]) == 2
