@@ -80,7 +80,7 @@ def summarize(sweep_dir: Path, reporter: Reporter) -> int:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    reporter.info(f"sweep table: {sweep_dir / 'summary.csv'} and summary.json")
+    reporter.console.print(f"sweep table: {sweep_dir / 'summary.csv'} and summary.json", soft_wrap=True)
     return max(r["code"] for r in rows)
 
 
