@@ -52,8 +52,10 @@ _OBJECT_GRAPH_KEY = b"_CHECKPOINTABLE_OBJECT_GRAPH"
 def detect(path: str) -> str:
     """Which of the formats `path` holds, by content."""
     p = Path(path).expanduser()
-    if p.is_file() and zipfile.is_zipfile(p) and "config.json" in zipfile.ZipFile(p).namelist():
-        return KERAS
+    if p.is_file() and zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as archive:
+            if "config.json" in archive.namelist():
+                return KERAS
     if p.is_dir() and (p / "saved_model.pb").is_file():
         return SAVED_MODEL
     if p.is_file() and p.suffix in (".keras", ".h5"):

@@ -150,7 +150,7 @@ def _main() -> int:
         sys.path.insert(0, os.getcwd())
     try:
         if args[:1] == ["--version"]:
-            reporter.info(commands.version())
+            reporter.console.print(commands.version(), soft_wrap=True)
             return 0
         if args[:1] == ["list"]:
             return commands.list_targets(reporter)

@@ -1,6 +1,5 @@
-"""The words that are not builds: `list`, `gc`, `--version`, and the usage for `--help`.
-
-None of them go through Hydra's command line or import TensorFlow.
+"""The words that are not builds: `list`, `inspect`, `gc`, `--version`, and the usage
+for `--help`. None goes through Hydra's command line; only `inspect` imports TensorFlow.
 """
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ Usage:
 
 Run keys:    build_dir=build lock_file=tfbuild.lock report_file=PATH dry_run=true
              force=true|[STAGE,...] verify=true bench.enabled=false verbose=true
-Target keys: checkpoint.path model placeholder freeze trt tflite (docs/interface.md)
+Target keys: checkpoint.path model placeholder freeze onnx trt tflite (docs/interface.md)
 
 Examples:
   tfbuild target=densenet_tflite dry_run=true       # what is stale, and why
@@ -93,11 +92,21 @@ def inspect(args: List[str], reporter: Reporter) -> int:
 
     from .targets import check_name, data_dir
 
-    name = next((a.split("=", 1)[1] for a in args if a.startswith("target=")), "tiny_tflite")
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .cli import one_line
+
+    name = next((a.split("=", 1)[1] for a in args if a.startswith("target=")), None)
+    if name is None:
+        raise ConfigError("inspect needs a target: tfbuild inspect target=NAME [KEY=VALUE ...]")
     check_name(name)
     overrides = [a for a in args if not a.startswith("target=")]
-    with initialize_config_dir(config_dir=str(data_dir("conf")), version_base="1.3"):
-        cfg = OmegaConf.to_object(compose("config", overrides=[f"target={name}", *overrides]))
+    try:
+        with initialize_config_dir(config_dir=str(data_dir("conf")), version_base="1.3"):
+            cfg = OmegaConf.to_object(compose("config", overrides=[f"target={name}", *overrides]))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(one_line(str(e))) from None
     path = cfg.checkpoint.path
     built = Path(cfg.build_dir) / name / "placeholder" / "model.ckpt"
     if not path and Path(f"{built}.index").is_file():

@@ -8,7 +8,7 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -68,26 +68,32 @@ class Reporter:
 
     @contextlib.contextmanager
     def _native_stderr(self) -> Iterator[None]:
-        """Hold what is written to fd 2 meanwhile; then pass it on, less TensorFlow's noise."""
+        """Pass what is written to fd 2 meanwhile on, line by line as it comes, less
+        TensorFlow's start-up noise (live: a native crash's last words still show)."""
         if self.verbose:
             yield
             return
         sys.stderr.flush()
-        saved = os.dup(2)
-        with tempfile.TemporaryFile() as held:
-            os.dup2(held.fileno(), 2)
-            try:
-                yield
-            finally:
-                sys.stderr.flush()
-                os.dup2(saved, 2)
-                os.close(saved)
-                held.seek(0)
-                lines = held.read().decode(errors="replace").splitlines(keepends=True)
-                kept = "".join(l for l in lines if l.strip() and not _NATIVE_NOISE.match(l))
-                if kept:
-                    sys.stderr.write(kept)
-                    sys.stderr.flush()
+        saved, (read_end, write_end) = os.dup(2), os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+
+        def forward() -> None:
+            with os.fdopen(read_end, "rb") as pipe:
+                for line in pipe:
+                    text = line.decode(errors="replace")
+                    if text.strip() and not _NATIVE_NOISE.match(text):
+                        os.write(saved, line)
+
+        thread = threading.Thread(target=forward, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)   # closes the pipe's last write end: the thread drains and ends
+            thread.join(timeout=5)
+            os.close(saved)
 
     def plan(self, target: str, decisions: Sequence) -> None:
         table = Table(title=f"plan for {target}", title_justify="left")

@@ -1,4 +1,4 @@
-"""What the deployment stages (trt, tflite) share: their input graph,
+"""What the deployment stages (onnx, trt, tflite) share: their input graph,
 calibration data and parity inputs."""
 from __future__ import annotations
 

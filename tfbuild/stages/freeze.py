@@ -417,8 +417,9 @@ def _parity_feeds(inputs: List[dict]) -> Dict:
     for i, spec in enumerate(inputs):
         shape = spec["shape"]
         if shape is None or any(d is None for d in shape[1:]):
-            raise ConfigError(f"input {spec['name']!r} has shape {shape}: parity needs known "
-                              "dimensions beyond the batch; bind it in freeze.constants or fix the graph")
+            raise ConfigError(f"input {spec['name']!r} has shape {shape}: tfbuild needs known "
+                              "dimensions beyond the batch (parity, TFLite, ONNX): give the model's input "
+                              "a fixed shape, e.g. keras.Input((224, 224, 3)) or placeholder.inputs")
         if not shape:  # a scalar input
             feeds[spec["name"]] = np.zeros((), spec["dtype"])
             continue

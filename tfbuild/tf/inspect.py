@@ -34,7 +34,7 @@ def describe(path: str) -> Dict[str, object]:
         _, inputs, keys = keras_signature(model)
         return {"format": kind, "inputs": [_spec(k, s.dtype, s.shape) for k, s in inputs.items()],
                 "outputs": [_spec(k, t.dtype, t.shape) for k, t in zip(keys, model.outputs)],
-                "variables": _sizes([(v.path, v.shape) for v in model.weights])}
+                "variables": _sizes([(None, v.shape) for v in model.weights])}
     prefix = str(checkpoint_prefix(path))
     info = {"format": kind, "variables": _sizes(tf.train.list_variables(prefix))}
     meta = Path(prefix + ".meta")
@@ -65,7 +65,11 @@ def graph_def(gd) -> Dict[str, object]:
 
 
 def _saved_model(path: str) -> Dict[str, object]:
-    loaded = tf.saved_model.load(path)
+    try:
+        loaded = tf.saved_model.load(path)
+    except Exception as e:  # noqa: BLE001  a SavedModel TF cannot read
+        from ..errors import CheckpointError, first_line
+        raise CheckpointError(f"cannot load SavedModel {path}: {first_line(e)}") from None
     signatures = {}
     for name, fn in loaded.signatures.items():
         signatures[name] = {

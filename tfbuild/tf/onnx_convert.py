@@ -7,6 +7,7 @@ Inputs and outputs keep the frozen graph's node names (no ':0').
 """
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from pathlib import Path
@@ -99,16 +100,26 @@ def _canonical(graph) -> None:
         for k, out in enumerate(node.output):
             digest[out] = out if not _COUNTER.search(out) else f"{base}:{k}"
 
-    def name(old: str) -> str:
-        if not _COUNTER.search(old):
+    keep = {v.name for v in (*graph.input, *graph.output)}   # the model's own names stay
+    renamed: dict = {}
+    taken = {n for n in digest if n in keep or not _COUNTER.search(n)}
+
+    def name(old: str, key: str = "") -> str:
+        if old in keep or not _COUNTER.search(old):
             return old
-        return f"{_COUNTER.sub('', old)}__{hashlib.sha1(digest.get(old, old).encode()).hexdigest()[:10]}"
+        if old not in renamed:
+            new = f"{_COUNTER.sub('', old)}__{hashlib.sha1((key or digest.get(old, old)).encode()).hexdigest()[:10]}"
+            while new in taken:  # two made-up twins (same op, same inputs): keep them apart
+                new += "_"
+            taken.add(new)
+            renamed[old] = new
+        return renamed[old]
 
     for node in nodes:
-        node.name = f"{_COUNTER.sub('', node.name)}__{node_key[id(node)][:10]}" if _COUNTER.search(node.name) else node.name
+        node.name = name(node.name, "node:" + node_key[id(node)])
         node.input[:] = [name(i) for i in node.input]
         node.output[:] = [name(o) for o in node.output]
-    for item in (*graph.initializer, *graph.value_info, *graph.input, *graph.output):
+    for item in (*graph.initializer, *graph.value_info):
         item.name = name(item.name)
     del graph.node[:]
     graph.node.extend(_topological(nodes, node_key))
@@ -130,7 +141,8 @@ def _topological(nodes: list, key: dict) -> list:
     for n in nodes:
         for i in waiting[id(n)]:
             users.setdefault(i, []).append(n)
-    ready = [(key[id(n)], i, n) for i, n in enumerate(nodes) if not waiting[id(n)]]
+    ticket = iter(range(1 << 62))   # strictly increasing: ties never compare the nodes
+    ready = [(key[id(n)], next(ticket), n) for n in nodes if not waiting[id(n)]]
     heapq.heapify(ready)
     order = []
     while ready:
@@ -140,7 +152,7 @@ def _topological(nodes: list, key: dict) -> list:
             for user in users.get(out, []):
                 waiting[id(user)].discard(out)
                 if not waiting[id(user)]:
-                    heapq.heappush(ready, (key[id(user)], len(order) + len(ready), user))
+                    heapq.heappush(ready, (key[id(user)], next(ticket), user))
     return order if len(order) == len(nodes) else nodes
 
 
@@ -166,6 +178,8 @@ def _quantize(model, input_name: str, data: Optional[np.ndarray], batch_size: Op
     with tempfile.TemporaryDirectory(prefix="tfbuild-onnx-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))
+        quiet = logging.getLogger()   # the quantizer logs every weight it skips, to the root logger
+        level, quiet.level = quiet.level, logging.ERROR
         try:
             # onnxruntime's own pre-processing first: batch norm folded into the convolutions,
             # shapes inferred, so the quantizer sees what onnxruntime will run.
@@ -174,6 +188,8 @@ def _quantize(model, input_name: str, data: Optional[np.ndarray], batch_size: Op
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
         except Exception as e:  # noqa: BLE001
             raise StageFailed(f"onnxruntime could not quantize the model to INT8: {first_line(e)}") from None
+        finally:
+            quiet.setLevel(level)
         return onnx.load(str(dst))
 
 

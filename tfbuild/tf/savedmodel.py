@@ -46,7 +46,7 @@ def keras_signature(model) -> Signature:
         raise ConfigError(f"the Keras model {model.name!r} has no defined inputs: build it on "
                           "keras.Input(...) (a Functional model) or call it once before saving")
     names = [s.name for s in specs]
-    keys = [_clean(_layer_name(t) or f"output_{i}") for i, t in enumerate(model.outputs)]
+    keys = _unique([_clean(_layer_name(t) or f"output_{i}") for i, t in enumerate(model.outputs)])
 
     def fn(**feeds):
         args = [feeds[n] for n in names]
@@ -61,7 +61,9 @@ def keras_file(path: str):
     """Load a .keras file with the Keras that wrote it: Keras 3, or tf_keras (Keras 2)."""
     import json
     import zipfile
-    version = json.loads(zipfile.ZipFile(path).read("metadata.json") or b"{}").get("keras_version", "3")
+    with zipfile.ZipFile(path) as archive:
+        meta = archive.read("metadata.json") if "metadata.json" in archive.namelist() else b"{}"
+    version = json.loads(meta).get("keras_version", "3")
     if version.startswith("2."):
         try:
             import tf_keras as keras
@@ -155,6 +157,16 @@ def freeze(signature: Signature, outputs: List[str]) -> Tuple[tf.compat.v1.Graph
         return [t.numpy() for t in named(*[tf.constant(feeds[n]) for n in names])]
 
     return frozen, chosen, run
+
+
+def _unique(names: List[str]) -> List[str]:
+    """Two outputs of one layer share its name: split, split_1, ..."""
+    seen: Dict[str, int] = {}
+    out = []
+    for name in names:
+        out.append(f"{name}_{seen[name]}" if name in seen else name)
+        seen[name] = seen.get(name, 0) + 1
+    return out
 
 
 def _layer_name(tensor) -> str:
