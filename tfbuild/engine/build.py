@@ -76,7 +76,8 @@ def _build(cfg, registry, opts, target, reporter, lock_key, link_dir, write_lock
         return _report(target, decisions, store, ok=True, link_dir=None), decisions
     for d in decisions:  # fail before spending time upstream
         if d.stale and d.node.spec.preflight:
-            d.node.spec.preflight(d.node.settings)
+            with reporter.running(d.name, "(pre-flight)"):
+                d.node.spec.preflight(d.node.settings)
     link_dir = link_dir or opts.build_dir / target
     with store.lock(BUILD_LOCK, shared=True):  # gc waits for running builds
         try:
