@@ -75,3 +75,20 @@ def test_a_keras_model_to_onnx(project, tfbuild):
     assert run.status() == {"freeze": "built", "onnx": "built"}
     meta = meta_of(run, "onnx")
     assert meta["inputs"][0]["name"] == "image" and meta["outputs"][0]["name"] == "probs"
+
+
+def test_canonical_names_keep_the_models_own_and_part_twins():
+    import onnx
+    from onnx import TensorProto, helper
+
+    from tfbuild.tf.onnx_convert import _canonical
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["img__1"], ["r__7"], name="Relu__7"),
+         helper.make_node("Relu", ["img__1"], ["r__8"], name="Relu__8"),
+         helper.make_node("Add", ["r__7", "r__8"], ["probs__2"], name="Add__9")], "g",
+        [helper.make_tensor_value_info("img__1", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("probs__2", TensorProto.FLOAT, [1, 2])])
+    _canonical(graph)
+    assert graph.input[0].name == "img__1" and graph.output[0].name == "probs__2"
+    assert len({o for n in graph.node for o in n.output}) == 3
+    onnx.checker.check_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))

@@ -283,3 +283,20 @@ def test_tf_keras_models(project, tfbuild):
         assert run.code == 0, run.err
         got = frozen_outputs(Path(run.report["stages"][0]["artifact"]), {"image": x}, [output])[output]
         np.testing.assert_allclose(got, want, atol=TOL)
+
+
+def test_two_outputs_of_one_layer_keep_apart(project, tfbuild):
+    inputs = keras.Input((4,), name="x")
+    a, b = keras.ops.split(keras.layers.Dense(4, name="h")(inputs), 2, axis=-1)
+    model = keras.Model(inputs, [a, b])
+    model.save(project / "split.keras")
+    target(project, "s", "checkpoint: {path: split.keras}\nfreeze: {}\n")
+    run = tfbuild("target=s")
+    assert run.code == 0, run.err
+    names = [o["name"] for o in run.report["metadata"]["outputs"]]
+    assert len(names) == 2 and len(set(names)) == 2, names
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    got = frozen_outputs(Path(run.report["artifact"]), {"x": x}, names)
+    want = [t.numpy() if hasattr(t, "numpy") else np.asarray(t) for t in model(x)]
+    for name, w in zip(names, want):
+        np.testing.assert_allclose(got[name], w, atol=TOL)
