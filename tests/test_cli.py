@@ -261,3 +261,12 @@ def test_two_sweeps_started_together_keep_their_own_folders(project):
     assert len(folders) == 2
     for folder in folders:
         assert len(json.loads((folder / "summary.json").read_text())["jobs"]) == 2
+
+
+def test_inspect_finds_the_built_graph_after_a_failed_freeze(project, capsys):
+    assert main(["target=tiny_frozen", "freeze.outputs=[prob]", "bench.enabled=false"]) == 2  # freeze: no such node
+    capsys.readouterr()
+    assert not (project / "build/tiny_frozen").exists()       # no links after a failure
+    assert main(["inspect", "target=tiny_frozen"]) == 0
+    out = capsys.readouterr().out
+    assert "TF1 checkpoint" in out and "likely outputs (for freeze.outputs): probs" in out

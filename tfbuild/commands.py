@@ -107,10 +107,7 @@ def inspect(args: List[str], reporter: Reporter) -> int:
             cfg = OmegaConf.to_object(compose("config", overrides=[f"target={name}", *overrides]))
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(one_line(str(e))) from None
-    path = cfg.checkpoint.path
-    built = Path(cfg.build_dir) / name / "placeholder" / "model.ckpt"
-    if not path and Path(f"{built}.index").is_file():
-        path = str(built)   # the graph tfbuild made: what freeze.outputs names
+    path = cfg.checkpoint.path or _built_graph(cfg, name)
     if not path:
         raise ConfigError(f"target {name} names no checkpoint.path and its placeholder graph is not "
                           f"built yet: build it once (tfbuild target={name}), or give checkpoint.path")
@@ -138,6 +135,25 @@ def inspect(args: List[str], reporter: Reporter) -> int:
     if info.get("note"):
         reporter.info(f"  note: {escape(info['note'])}")
     return 0
+
+
+def _built_graph(cfg, name: str):
+    """The placeholder graph this target's plan names, if the store has it (also after a
+    failed freeze, when no build/<target> link was made)."""
+    from .cli import options
+    from .config import validate
+    from .engine.build import plan
+    from .engine.fingerprint import StatCache
+    from .engine.store import Store
+    from .stages import REGISTRY
+
+    cfg = validate(cfg)
+    store = Store(Path(cfg.build_dir))
+    for d in plan(cfg, REGISTRY, options(cfg), name, name, StatCache(store.meta_dir / "state.json")):
+        prefix = store.path(d.name, d.fingerprint) / "model.ckpt"
+        if d.name == "placeholder" and Path(f"{prefix}.index").is_file():
+            return str(prefix)
+    return None
 
 
 def gc(args: List[str], reporter: Reporter) -> int:
