@@ -151,7 +151,7 @@ def tail_run(inputs, s: TailSettings, out: Path, log) -> dict:
     return _write(out, _text(upstream) + s.suffix, upstream=sorted(inputs))
 
 
-def tail_bench(artifact, bench) -> dict:
+def tail_bench(artifact, bench, inputs) -> dict:
     BENCHES.append({"path": artifact.path, "metadata": artifact.metadata, "bench": bench})
     return {"length": artifact.metadata["length"], "runs": bench["runs"]}
 

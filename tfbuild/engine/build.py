@@ -88,7 +88,7 @@ def _build(cfg, registry, opts, target, reporter, lock_key, link_dir, write_lock
             if write_lock:
                 lockfile.update(opts.lock_file, lock_key, _lock_entry(decisions))
             _link(store, decisions, link_dir)
-            _bench(opts, decisions[-1], store, reporter)
+            _bench(opts, decisions, store, reporter)
     return _report(target, decisions, store, ok, link_dir if ok else None), decisions
 
 
@@ -148,8 +148,12 @@ def _run_stage(d: Decision, decisions: List[Decision], store: Store, cache: Stat
     d.status, d.outputs = "built", manifest["outputs"]
 
 
-def _bench(opts: Options, d: Decision, store: Store, reporter) -> None:
-    """Measure the final artifact once (a measurement is not a build input)."""
+def _bench(opts: Options, decisions: List[Decision], store: Store, reporter) -> None:
+    """Measure the final artifact once (a measurement is not a build input).
+
+    The stage's upstream artifacts come along, so a bench can measure its
+    reference (e.g. the frozen graph) in the same run."""
+    d = decisions[-1]
     bench = d.node.spec.bench
     root = store.path(d.name, d.fingerprint)
     if opts.bench is None or bench is None or ((root / MEASUREMENT).exists() and not opts.bench_again):
@@ -157,7 +161,7 @@ def _bench(opts: Options, d: Decision, store: Store, reporter) -> None:
     artifact = Artifact(root, store.manifest(d.name, d.fingerprint)["metadata"])
     try:
         with reporter.running("benchmark", f"of {d.name}"):
-            figures = bench(artifact, opts.bench)
+            figures = bench(artifact, opts.bench, _inputs(d, decisions, store))
     except Exception as e:  # the artifact is built and recorded: a failed measurement only warns
         reporter.warn(f"benchmark of {d.name} failed, the artifact is fine: {first_line(e)}")
         return

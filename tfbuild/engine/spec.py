@@ -41,7 +41,8 @@ class StageSpec:
     environment: Callable[[Any], dict] = _none           # anything else of the machine that counts
     check: Optional[Callable[[Any], None]] = None        # cheap validation, no TensorFlow
     preflight: Optional[Callable[[Any], None]] = None    # can this machine build it at all?
-    bench: Optional[Callable[[Artifact, Any], dict]] = None  # (artifact, bench settings) -> figures
+    # (artifact, bench settings, upstream artifacts by name) -> figures
+    bench: Optional[Callable[[Artifact, Any, Dict[str, Artifact]], dict]] = None
 
     @property
     def module(self) -> str:

@@ -433,7 +433,7 @@ def _files(s: Settings) -> dict:
     return {**checkpoint_input(s.checkpoint), **graph}
 
 
-def bench(artifact, b) -> dict:
+def bench(artifact, b, inputs) -> dict:
     import numpy as np
 
     from ..tf.measure import latency_frozen, seeded_batch

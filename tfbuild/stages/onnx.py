@@ -48,7 +48,7 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
                                     "onnx", o.tolerance, TOLERANCE[o.precision])}
 
 
-def bench(artifact, b) -> dict:
+def bench(artifact, b, inputs) -> dict:
     from ..tf.measure import latency_onnx, seeded_batch
     feeds = [seeded_batch(i["shape"][1:], i["shape"][0] or 1).astype(i["dtype"])
              for i in artifact.metadata["inputs"]]

@@ -42,7 +42,7 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
                                     "tflite", t.tolerance, TOLERANCE[t.precision])}
 
 
-def bench(artifact, b) -> dict:
+def bench(artifact, b, inputs) -> dict:
     from ..tf.measure import latency_tflite, seeded_batch
     feeds = [seeded_batch(i["shape"][1:], i["shape"][0]).astype(i["dtype"]) for i in artifact.metadata["inputs"]]
     return latency_tflite(artifact.path / ARTIFACT, feeds, warmup=b.warmup, runs=b.runs, threads=b.threads)

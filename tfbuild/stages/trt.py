@@ -61,7 +61,7 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     return {**meta, "batch_size": batch, "inputs": graph_inputs, "outputs": freeze.metadata["outputs"], **checked}
 
 
-def bench(artifact, b) -> dict:
+def bench(artifact, b, inputs) -> dict:
     from ..tf.measure import latency_frozen, seeded_batch
     meta = artifact.metadata
     feeds = {i["name"]: seeded_batch(i["shape"][1:], meta["batch_size"]) for i in meta["inputs"]}
