@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from . import commands, sweep
 from .config import Config, validate
 from .engine.build import Options, build_target, verify
+from .engine.cache import Remote
 from .errors import ConfigError, TfbuildError
 from .stages import REGISTRY
 from .engine.store import write_json
@@ -40,7 +41,8 @@ OmegaConf.register_new_resolver("tfbuild.data", lambda name: str(data_dir("targe
 Plugins.instance().register(TargetsSource)
 
 # Keys that say how to run, not what to build: not part of a sweep job's identity.
-RUN_KEYS = ("build_dir", "lock_file", "report_file", "dry_run", "force", "verify", "verbose", "bench")
+RUN_KEYS = ("build_dir", "lock_file", "report_file", "dry_run", "force", "verify", "verbose", "bench",
+            "cache")
 
 _state = {"task_started": False}
 
@@ -72,10 +74,14 @@ def _known_keys(node: DictConfig, schema: type, prefix: str = "") -> None:
                 _known_keys(item, kind, where)
 
 
-def options(cfg: Config) -> Options:
+def options(cfg: Config, reporter: Optional[Reporter] = None) -> Options:
+    """How to run `cfg`; the shared cache only for a build (one that reports its warnings)."""
+    c = cfg.cache
+    remote = Remote(c.url, c.options, push=c.push, pull=c.pull, warn=reporter.warn) \
+        if c.url and reporter else None
     return Options(build_dir=Path(cfg.build_dir), lock_file=Path(cfg.lock_file), force=cfg.force,
                    dry_run=cfg.dry_run, bench=cfg.bench if cfg.bench.enabled else None,
-                   bench_again=cfg.bench.again)
+                   bench_again=cfg.bench.again, remote=remote)
 
 
 def run_job(dcfg: DictConfig, reporter: Reporter) -> int:
@@ -93,10 +99,10 @@ def run_job(dcfg: DictConfig, reporter: Reporter) -> int:
         cfg = to_config(dcfg)
         reporter.verbose = cfg.verbose
         if cfg.verify:
-            report = verify(cfg, REGISTRY, options(cfg), target, reporter, lock_key)
+            report = verify(cfg, REGISTRY, options(cfg, reporter), target, reporter, lock_key)
         else:
             link_dir = Path(hc.runtime.output_dir) if multirun else None
-            report = build_target(cfg, REGISTRY, options(cfg), target, reporter,
+            report = build_target(cfg, REGISTRY, options(cfg, reporter), target, reporter,
                                   lock_key=lock_key, link_dir=link_dir)
         if multirun:  # one line per job; the sweep ends with one table
             built = ",".join(s["name"] for s in report["stages"] if s["status"] == "built")

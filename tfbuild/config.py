@@ -134,6 +134,14 @@ class BenchCfg:
 
 
 @dataclass
+class CacheCfg:
+    url: Optional[str] = None            # fsspec URL: s3://bucket/prefix, gs://..., file:///mnt/...
+    options: Dict[str, Any] = field(default_factory=dict)   # fsspec storage options
+    push: bool = True
+    pull: bool = True
+
+
+@dataclass
 class Config:
     build_dir: str = "build"
     lock_file: str = "tfbuild.lock"
@@ -152,6 +160,7 @@ class Config:
     trt: Optional[TrtCfg] = None
     tflite: Optional[TfliteCfg] = None
     bench: BenchCfg = field(default_factory=BenchCfg)
+    cache: CacheCfg = field(default_factory=CacheCfg)
 
 
 def validate(cfg: Config) -> Config:

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError, StageFailed, TfbuildError, UserError, first_line
-from . import lockfile
+from . import lockfile, provenance
 from .fingerprint import StatCache
 from .graph import make_graph
 from .resolver import Decision, differences, resolve
 from .spec import Artifact, Registry
-from .store import BUILD_LOCK, MEASUREMENT, Store, write_json
+from .store import BUILD_LOCK, MEASUREMENT, PROVENANCE, Store, write_json
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Options:
     dry_run: bool = False
     bench: Any = None           # the bench settings handed to each stage's `bench`; None: measure nothing
     bench_again: bool = False
+    remote: Any = None          # a cache.Remote: fetch stale stages, push built ones
 
 
 def parse_force(force, known: List[str], names: List[str]) -> List[str]:
@@ -78,10 +79,12 @@ def _build(cfg, registry, opts, target, reporter, lock_key, link_dir, write_lock
         if d.stale and d.node.spec.preflight:
             with reporter.running(d.name, "(pre-flight)"):
                 d.node.spec.preflight(d.node.settings)
+    if opts.remote and any(d.stale for d in decisions):
+        opts.remote.open()  # a missing backend library is a bad request: say so now
     link_dir = link_dir or opts.build_dir / target
     with store.lock(BUILD_LOCK, shared=True):  # gc waits for running builds
         try:
-            ok = _run_all(decisions, store, cache, reporter)
+            ok = _run_all(decisions, store, cache, reporter, opts.remote)
         finally:  # what was hashed stays known, even when a bad request stops the build
             cache.save()
         if ok:
@@ -92,7 +95,7 @@ def _build(cfg, registry, opts, target, reporter, lock_key, link_dir, write_lock
     return _report(target, decisions, store, ok, link_dir if ok else None), decisions
 
 
-def _run_all(decisions: List[Decision], store: Store, cache: StatCache, reporter) -> bool:
+def _run_all(decisions: List[Decision], store: Store, cache: StatCache, reporter, remote=None) -> bool:
     """Run the stages in order; after a failure the rest are skipped. Returns ok."""
     ok = True
     for d in decisions:
@@ -100,7 +103,7 @@ def _run_all(decisions: List[Decision], store: Store, cache: StatCache, reporter
             d.status, d.reasons = "skipped", ["not reached: an earlier stage failed"]
             continue
         try:
-            _run_stage(d, decisions, store, cache, reporter)
+            _run_stage(d, decisions, store, cache, reporter, remote)
         except UserError:
             raise
         except TfbuildError as e:
@@ -119,7 +122,7 @@ def _inputs(d: Decision, decisions: List[Decision], store: Store) -> Dict[str, A
 
 
 def _run_stage(d: Decision, decisions: List[Decision], store: Store, cache: StatCache,
-               reporter) -> None:
+               reporter, remote=None) -> None:
     if not d.stale:
         d.status = "fresh"
         d.outputs = store.manifest(d.name, d.fingerprint)["outputs"]
@@ -132,20 +135,49 @@ def _run_stage(d: Decision, decisions: List[Decision], store: Store, cache: Stat
             return
         scratch = store.scratch(d.name)
         try:
-            inputs = _inputs(d, decisions, store)
-            start = time.perf_counter()
-            try:
-                with reporter.running(d.name):
-                    metadata = d.node.spec.run(inputs, d.node.settings, scratch, reporter)
-            finally:  # a failed stage reports its time too
-                d.seconds = time.perf_counter() - start
-            if not isinstance(metadata, dict):  # downstream stages read it: never publish without
-                raise StageFailed(f"stage {d.name} returned {type(metadata).__name__}, not its "
-                                  "metadata (a dict): nothing was published")
-            manifest = store.publish(d.name, d.fingerprint, scratch, metadata, cache)
+            if not d.forced and remote and _fetch(d, store, cache, scratch, remote):
+                return
+            manifest = _build_stage(d, decisions, store, cache, scratch, reporter)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    d.status, d.outputs = "built", manifest["outputs"]
+        d.status, d.outputs = "built", manifest["outputs"]
+        if remote:
+            root = store.path(d.name, d.fingerprint)
+            with reporter.running(d.name, "(pushing to the cache)"):
+                remote.push(d.name, d.fingerprint, root, {**manifest, "provenance": _json(root / PROVENANCE)})
+
+
+def _build_stage(d: Decision, decisions: List[Decision], store: Store, cache: StatCache,
+                 scratch: Path, reporter) -> dict:
+    inputs = _inputs(d, decisions, store)
+    start = time.time()
+    try:
+        with reporter.running(d.name):
+            metadata = d.node.spec.run(inputs, d.node.settings, scratch, reporter)
+    finally:  # a failed stage reports its time too
+        d.seconds = time.time() - start
+    if not isinstance(metadata, dict):  # downstream stages read it: never publish without
+        raise StageFailed(f"stage {d.name} returned {type(metadata).__name__}, not its "
+                          "metadata (a dict): nothing was published")
+    return store.publish(d.name, d.fingerprint, scratch, metadata, cache,
+                         lambda outputs: provenance.statement(d.name, d.record, outputs, start))
+
+
+def _fetch(d: Decision, store: Store, cache: StatCache, scratch: Path, remote) -> bool:
+    """Publish the cache's copy of a stale stage, if it has a whole, verified one."""
+    start = time.perf_counter()
+    entry = remote.fetch(d.name, d.fingerprint, scratch)
+    if entry is None:
+        return False
+    stmt = entry.get("provenance")
+    store.publish(d.name, d.fingerprint, scratch, entry["metadata"], cache,
+                  (lambda _: stmt) if stmt else None, outputs=entry["outputs"])
+    figures = remote.fetch_measurement(d.name, d.fingerprint)
+    if figures:
+        write_json(store.path(d.name, d.fingerprint) / MEASUREMENT, figures)
+    d.status, d.reasons, d.outputs = "fresh", ["fetched from cache"], entry["outputs"]
+    d.seconds = time.perf_counter() - start
+    return True
 
 
 def _bench(opts: Options, decisions: List[Decision], store: Store, reporter) -> None:
@@ -166,6 +198,8 @@ def _bench(opts: Options, decisions: List[Decision], store: Store, reporter) -> 
         reporter.warn(f"benchmark of {d.name} failed, the artifact is fine: {first_line(e)}")
         return
     write_json(root / MEASUREMENT, figures)
+    if opts.remote:
+        opts.remote.push_measurement(d.name, d.fingerprint, figures)
 
 
 def _artifact(root: Path, d: Decision) -> Path:
@@ -209,11 +243,11 @@ def _report(target: str, decisions: List[Decision], store: Store, ok: bool,
         last = decisions[-1]
         meta = store.manifest(last.name, last.fingerprint)
         report["metadata"] = meta["metadata"] if meta else None
-        report["benchmark"] = _read_json(store.path(last.name, last.fingerprint) / MEASUREMENT)
+        report["benchmark"] = _json(store.path(last.name, last.fingerprint) / MEASUREMENT)
     return report
 
 
-def _read_json(path: Path) -> Optional[dict]:
+def _json(path: Path) -> Optional[dict]:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -230,7 +264,7 @@ def verify(cfg: Any, registry: Registry, opts: Options, target: str, reporter,
                         "(tfbuild target=...) and commit the lock file, then verify")
     with tempfile.TemporaryDirectory(prefix="tfbuild-verify-") as scratch:
         fresh = replace(opts, build_dir=Path(scratch), lock_file=Path(scratch) / "verify.lock",
-                        force=False, dry_run=False, bench=None)
+                        force=False, dry_run=False, bench=None, remote=None)  # a proof builds
         report, decisions = _build(cfg, registry, fresh, target, reporter, lock_key,
                                    Path(scratch) / "links", write_lock=False)
         recorded_stages = entry.get("stages", {})

@@ -13,13 +13,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .files import atomic_write, flock
 from .fingerprint import StatCache, sha256_file
 
 MANIFEST = "tfbuild.json"
 MEASUREMENT = "bench.json"  # not an output: re-measuring changes no fingerprint
+PROVENANCE = "provenance.json"  # nor is the statement of how it was built
 BUILD_LOCK = "build"        # held shared by every build, exclusively by gc
 
 
@@ -31,9 +32,10 @@ class Store:
     def path(self, stage: str, fingerprint: str) -> Path:
         return self.root / "store" / stage / fingerprint[:24]
 
-    def manifest(self, stage: str, fingerprint: str) -> Optional[dict]:
+    def manifest(self, stage: str, fingerprint: str, name: str = MANIFEST) -> Optional[dict]:
+        """The entry's manifest (or another of its JSON files: PROVENANCE, MEASUREMENT)."""
         try:
-            return json.loads((self.path(stage, fingerprint) / MANIFEST).read_text())
+            return json.loads((self.path(stage, fingerprint) / name).read_text())
         except (OSError, ValueError):
             return None
 
@@ -57,12 +59,18 @@ class Store:
         return Path(tempfile.mkdtemp(prefix=f"{stage}-", dir=tmp))
 
     def publish(self, stage: str, fingerprint: str, built: Path, metadata: dict,
-                cache: StatCache) -> dict:
-        files = sorted(p for p in built.rglob("*") if p.is_file())
-        outputs = {str(f.relative_to(built)): sha256_file(f) for f in files}
+                cache: StatCache, provenance: Optional[Callable[[dict], dict]] = None,
+                outputs: Optional[dict] = None) -> dict:
+        """Move `built` into place; `provenance(outputs)` gives its statement.
+        `outputs`: digests the caller already verified (a fetched entry)."""
+        if outputs is None:
+            files = sorted(p for p in built.rglob("*") if p.is_file())
+            outputs = {str(f.relative_to(built)): sha256_file(f) for f in files}
         manifest = {"stage": stage, "fingerprint": fingerprint, "outputs": outputs,
                     "metadata": metadata}
         (built / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        if provenance:
+            (built / PROVENANCE).write_text(json.dumps(provenance(outputs), indent=1, sort_keys=True))
         final = self.path(stage, fingerprint)
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():  # forced rebuild or a damaged copy: move it aside first
