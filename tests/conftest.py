@@ -94,3 +94,51 @@ def user_project(trained):
         shutil.copytree(trained / f"ckpt{steps}", root / "ckpt")
         return root
     return make
+
+
+class S3Server:
+    """moto's standalone S3 server on 127.0.0.1 (a real HTTP endpoint), in its own process."""
+
+    def __init__(self):
+        import socket
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                         "-p", str(self.port)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(self.endpoint, timeout=1)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("moto_server did not start")
+
+    def bucket(self, name: str) -> str:
+        """A new bucket; returns its s3:// URL."""
+        import boto3
+        boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                     aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket=name)
+        return f"s3://{name}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    """A fresh S3 server; credentials and endpoint come from the standard environment."""
+    server = S3Server()
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": server.endpoint}.items():
+        monkeypatch.setenv(k, v)
+    yield server
+    server.stop()

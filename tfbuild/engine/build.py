@@ -254,6 +254,18 @@ def _json(path: Path) -> Optional[dict]:
         return None
 
 
+def _provenance_problems(d: Decision, rebuilt: Store, local: Store) -> List[str]:
+    """The rebuilt artifact's statement must hold, and so must the one beside this
+    machine's copy of the same artifact (the one a CI job would publish)."""
+    stmt = rebuilt.manifest(d.name, d.fingerprint, PROVENANCE)
+    problems = provenance.check(stmt, d.name, d.record, d.outputs)
+    mine = local.manifest(d.name, d.fingerprint, PROVENANCE)
+    if mine is not None:  # absent: built by tfbuild < 0.3
+        problems += [f"{local.path(d.name, d.fingerprint) / PROVENANCE}: {p}"
+                     for p in provenance.check(mine, d.name, d.record, d.outputs)]
+    return problems
+
+
 def verify(cfg: Any, registry: Registry, opts: Options, target: str, reporter,
            lock_key: Optional[str] = None) -> dict:
     """Rebuild from scratch elsewhere; a stage fails where it differs from the lock file."""
@@ -282,7 +294,10 @@ def verify(cfg: Any, registry: Registry, opts: Options, target: str, reporter,
                 diff = sorted(k for k in set(d.outputs) | set(old) if d.outputs.get(k) != old.get(k))
                 s["status"], s["reason"] = "failed", f"output differs from the lock file: {', '.join(diff)}"
             elif s["status"] == "built":
+                problems = _provenance_problems(d, Store(Path(scratch)), Store(opts.build_dir))
                 s["reason"] = "rebuilt from scratch: identical to the lock file"
+                if problems:
+                    s["status"], s["reason"] = "failed", f"provenance: {problems[0]}"
             s["artifact"] = s["link"] = None  # the scratch directory is gone
         for name in sorted(set(recorded_stages) - {d.name for d in decisions}):
             report["stages"].append({"name": name, "status": "failed", "fingerprint": None, "artifact": None,

@@ -27,6 +27,8 @@ from .fingerprint import sha256_file
 SCHEMA = 1
 _URL = re.compile(r"^([a-z][a-z0-9+.-]*)://(\S+)$")
 _EXTRA = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}
+# A cache that is down should cost seconds, not botocore's default retry schedule.
+_S3_CLIENT = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}}
 
 
 class CorruptEntry(Exception):
@@ -46,7 +48,7 @@ def check_url(url: str) -> None:
 
 def public(url: str) -> str:
     """The URL without any user:password@ in it (for messages)."""
-    return re.sub(r"://[^/@]*@", "://", url)
+    return re.sub(r"[^/@]*:[^/@]*@", "", url)
 
 
 class Remote:
@@ -69,7 +71,9 @@ class Remote:
         protocol = (_URL.match(self.url) or [None, "file"])[1]
         try:
             from fsspec.core import url_to_fs
-            self._fs, self._root = url_to_fs(self.url, **self.options)
+            # A new instance: fsspec's instance cache would keep an old client (and endpoint).
+            self._fs, self._root = url_to_fs(self.url, skip_instance_cache=True,
+                                             **_with_defaults(protocol, self.options))
         except ImportError:
             extra = _EXTRA.get(protocol, "the fsspec backend for it")
             raise ConfigError(f"cache.url {public(self.url)} needs {extra}: "
@@ -77,8 +81,6 @@ class Remote:
         except ValueError as e:  # fsspec: "Protocol not known"
             raise ConfigError(f"cache.url {public(self.url)}: {self._clean(e)}: use s3://, gs:// "
                               "or file://") from None
-        except TypeError as e:  # options the backend does not take
-            raise ConfigError(f"cache.options do not fit {protocol}: {self._clean(e)}") from None
 
     def _guard(self, what: str, action: Callable[[], Any]) -> Any:
         """Run one remote action; any failure turns the cache off for this run."""
@@ -181,6 +183,12 @@ class Remote:
         if _is_local(self._fs):
             return _local_put(path, local.read_bytes(), create=False)
         self._fs.put_file(str(local), path)  # S3/GCS: an object appears whole
+
+
+def _with_defaults(protocol: str, options: dict) -> dict:
+    if protocol in ("s3", "s3a") and "config_kwargs" not in options:
+        return {**options, "config_kwargs": _S3_CLIENT}
+    return options
 
 
 def _parse(raw: bytes, stage: str, fingerprint: str) -> dict:
