@@ -176,12 +176,18 @@ def test_a_server_stopped_mid_run_warns_once_and_builds_locally(project, s3):
 
 def test_secrets_are_masked_in_the_warning(project):
     secret = "a-secret-that-must-not-leak"
-    r = remote("s3://nowhere/c", options={"secret": secret, "key": "k",
-                                          "endpoint_url": f"http://127.0.0.1:9/{secret}"})
+    r = remote("s3://nowhere/c", options={"secret": secret, "key": "k", "endpoint_url": "http://127.0.0.1:9",
+                                          "client_kwargs": {"aws_session_token": "tok-" + secret}})
     report = project.build(remote=r)
     assert report["ok"]
     (warning,) = warnings()
-    assert secret not in warning and "***" in warning
+    assert secret not in warning and "127.0.0.1:9" in warning
+
+
+def test_secrets_nested_in_options_are_masked(tmp_path):
+    secret = "nested-secret-value"
+    r = remote(f"file://{tmp_path}", options={"client_kwargs": {"aws_session_token": secret}, "region": "eu"})
+    assert r._clean(RuntimeError(f"denied for {secret} in eu")) == "denied for *** in eu"
 
 
 def test_a_no_op_build_makes_no_network_call(project, s3):

@@ -98,7 +98,7 @@ class Remote:
             return None
 
     def _clean(self, error: BaseException) -> str:
-        """An error's first line with every option value (keys, secrets) masked."""
+        """An error's first line with credentials from the options masked."""
         text = first_line(error)
         for value in _strings(self.options):
             text = text.replace(value, "***")
@@ -228,12 +228,15 @@ def _local_put(path: str, data: bytes, create: bool) -> None:
             os.unlink(tmp)
 
 
-def _strings(value) -> list:
-    """Every string of length >= 4 in nested options (masked in messages)."""
+_SECRET = re.compile(r"key|secret|token|pass|cred|auth|session|sig", re.I)
+
+
+def _strings(value, secret: bool = False) -> list:
+    """Every string under a secret-looking key in nested options (masked in messages)."""
     if isinstance(value, str):
-        return [value] if len(value) >= 4 else []
+        return [value] if secret and len(value) >= 4 else []
     if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
+        return [s for k, v in value.items() for s in _strings(v, secret or bool(_SECRET.search(str(k))))]
     if isinstance(value, (list, tuple)):
-        return [s for v in value for s in _strings(v)]
+        return [s for v in value for s in _strings(v, secret)]
     return []
