@@ -77,8 +77,8 @@ def _known_keys(node: DictConfig, schema: type, prefix: str = "") -> None:
 def options(cfg: Config, reporter: Optional[Reporter] = None) -> Options:
     """How to run `cfg`; the shared cache only for a build (one that reports its warnings)."""
     c = cfg.cache
-    remote = Remote(c.url, c.options, push=c.push, pull=c.pull, warn=reporter.warn) \
-        if c.url and reporter else None
+    remote = Remote(c.url, c.options, push=c.push, pull=c.pull, warn=reporter.warn,
+                    info=reporter.info) if c.url and reporter else None
     return Options(build_dir=Path(cfg.build_dir), lock_file=Path(cfg.lock_file), force=cfg.force,
                    dry_run=cfg.dry_run, bench=cfg.bench if cfg.bench.enabled else None,
                    bench_again=cfg.bench.again, remote=remote)
@@ -184,7 +184,10 @@ def _main() -> int:
         return 130
     finally:
         text = _restore_stderr()
-    if code and not _state["task_started"]:
+    if code and not _state["task_started"]:  # the task may have run in other processes (launchers)
+        stopped = sweep.stopped(text or captured.getvalue(), reporter)
+        if stopped is not None:
+            return stopped
         reporter.error(hydra_message(text or captured.getvalue()))
         return 2
     if text:

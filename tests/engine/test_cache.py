@@ -252,3 +252,50 @@ def test_provenance_check_finds_each_kind_of_lie(project):
     other = {**record, "settings": {"double.factor": 99}}
     assert provenance.check(stmt, "double", other, outputs) == ["parameters differ from the settings"]
     assert provenance.check({"_type": "x"}, "double", record, outputs) != []
+
+
+def _build_at_once(project, opts, url, barrier, results) -> None:
+    def slow_source(inputs, s, out, log):
+        import time
+        time.sleep(1.5)   # long enough for the other machine to find the lease
+        return fakes.source_run(inputs, s, out, log)
+    registry = fakes.registry(source=fakes.variant(fakes.SOURCE, run=slow_source))
+    r = remote(url)
+    r.POLL = 0.1
+    barrier.wait()
+    project.opts = opts
+    report = project.build(registry=registry, remote=r)
+    results.put((report["ok"], statuses(report), reasons(report)))
+
+
+def test_two_machines_building_one_target_build_each_stage_once(project, url):
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    machines = [elsewhere(project, "one"), elsewhere(project, "two")]
+    procs = [ctx.Process(target=_build_at_once, args=(project, m, url, barrier, results)) for m in machines]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert all(ok for ok, _, _ in outcomes)
+    for stage in STAGES:   # one machine built it, the other waited and fetched it
+        seen = sorted((st[stage], why[stage]) for _, st, why in outcomes)
+        assert seen == [("built", "not built yet"), ("fresh", "fetched from cache")], (stage, outcomes)
+    r = remote(url)
+    r.open()
+    assert r._fs.glob(r._path("ac", "*", "*.lease")) == []   # every lease released
+
+
+def test_a_lease_that_stops_beating_is_taken_over(project, tmp_path):
+    url = f"file://{tmp_path}/dead"
+    r = remote(url)
+    r.DEAD, r.POLL = 0.5, 0.1
+    r.open()
+    planned = project.build(dry_run=True)
+    fp = {s["name"]: s["fingerprint"] for s in planned["stages"]}["source"]
+    r._put(r._entry("source", fp, ".lease"), b'{"host": "gone", "pid": 1, "beat": 0}', create=True)
+    report = project.build(remote=r)
+    assert report["ok"] and statuses(report)["source"] == "built"
+    assert any("gone (pid 1) stopped building it, building here" in w for w in warnings())
+    assert not list((tmp_path / "dead" / "ac" / "source").glob("*.lease"))   # ours was released

@@ -135,16 +135,18 @@ def _run_stage(d: Decision, decisions: List[Decision], store: Store, cache: Stat
             return
         scratch = store.scratch(d.name)
         try:
-            if not d.forced and remote and _fetch(d, store, cache, scratch, remote):
+            if not d.forced and remote and _fetch(d, store, cache, scratch, remote, reporter):
                 return
             manifest = _build_stage(d, decisions, store, cache, scratch, reporter)
+            d.status, d.outputs = "built", manifest["outputs"]
+            if remote:
+                root = store.path(d.name, d.fingerprint)
+                with reporter.running(d.name, "(pushing to the cache)"):
+                    remote.push(d.name, d.fingerprint, root, {**manifest, "provenance": _json(root / PROVENANCE)})
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        d.status, d.outputs = "built", manifest["outputs"]
-        if remote:
-            root = store.path(d.name, d.fingerprint)
-            with reporter.running(d.name, "(pushing to the cache)"):
-                remote.push(d.name, d.fingerprint, root, {**manifest, "provenance": _json(root / PROVENANCE)})
+            if remote:
+                remote.release(d.name, d.fingerprint)  # a failed build lets the waiters try
 
 
 def _build_stage(d: Decision, decisions: List[Decision], store: Store, cache: StatCache,
@@ -163,11 +165,14 @@ def _build_stage(d: Decision, decisions: List[Decision], store: Store, cache: St
                          lambda outputs: provenance.statement(d.name, d.record, outputs, start))
 
 
-def _fetch(d: Decision, store: Store, cache: StatCache, scratch: Path, remote) -> bool:
+def _fetch(d: Decision, store: Store, cache: StatCache, scratch: Path, remote, reporter) -> bool:
     """Publish the cache's copy of a stale stage, if it has a whole, verified one."""
     start = time.perf_counter()
-    entry = remote.fetch(d.name, d.fingerprint, scratch)
-    if entry is None:
+    with reporter.running(d.name, "(looking in the cache)"):
+        entry = remote.fetch(d.name, d.fingerprint, scratch)
+    if entry is None:  # a refused entry may have left files: the stage builds into an empty dir
+        shutil.rmtree(scratch)
+        scratch.mkdir()
         return False
     stmt = entry.get("provenance")
     store.publish(d.name, d.fingerprint, scratch, entry["metadata"], cache,

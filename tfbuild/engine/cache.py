@@ -5,6 +5,7 @@ Layout under `cache.url` (Bazel's remote cache, DVC's run-cache):
     cas/<sha256>                       one blob per output file, by content
     ac/<stage>/<fingerprint>.json      the entry: outputs, metadata, provenance
     ac/<stage>/<fingerprint>.bench.json  the latest measurement (not identity)
+    ac/<stage>/<fingerprint>.lease     "I am building this": others wait, then fetch
 
 Blobs go up first, the entry last and only once (a conditional put), so a
 reader sees a whole entry or none. Whatever the remote does wrong — down,
@@ -17,7 +18,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -52,16 +56,23 @@ def public(url: str) -> str:
 
 
 class Remote:
-    """One shared cache for one run. `warn` reports a problem once, in one line."""
+    """One shared cache for one run. `warn` reports a problem once, in one line;
+    `info` says when this run waits for another machine's build."""
+
+    BEAT = 15.0    # seconds between a builder's lease heartbeats
+    DEAD = 60.0    # a lease unchanged this long (by the waiter's clock) lost its builder
+    POLL = 1.0
 
     def __init__(self, url: str, options: Dict[str, Any], *, push: bool = True,
-                 pull: bool = True, warn: Callable[[str], None] = print):
+                 pull: bool = True, warn: Callable[[str], None] = print,
+                 info: Callable[[str], None] = print):
         check_url(url)
         self.url, self.options = url.rstrip("/"), dict(options)
-        self.push_on, self.pull_on, self._warn = push, pull, warn
+        self.push_on, self.pull_on, self._warn, self._info = push, pull, warn, info
         self._fs = self._root = None
         self.down = False          # after the first failure the run stays local
         self._damaged: set = set()  # entries seen corrupt: overwrite them on push
+        self._leases: Dict[str, threading.Event] = {}   # held lease path -> stop its heartbeat
 
     # -- connection ---------------------------------------------------------
     def open(self) -> None:
@@ -112,16 +123,68 @@ class Remote:
 
     # -- pull ---------------------------------------------------------------
     def fetch(self, stage: str, fingerprint: str, into: Path) -> Optional[dict]:
-        """Download a whole, verified entry into `into`; its manifest, or None (a miss)."""
+        """Download a whole, verified entry into `into`; its manifest, or None: then
+        build it (with push on, this run holds its lease until `push` or `release`)."""
         if not self.pull_on:
             return None
         try:
-            return self._guard(f"fetching {stage}", lambda: self._fetch(stage, fingerprint, into))
+            return self._guard(f"fetching {stage}", lambda: self._fetch_or_claim(stage, fingerprint, into))
         except CorruptEntry as e:
             self._damaged.add((stage, fingerprint))
             self._warn(f"cache entry {stage}/{fingerprint[:12]} is unusable ({e}): building "
                        f"locally{', and repairing it' if self.push_on else ''}")
             return None
+
+    def _fetch_or_claim(self, stage: str, fingerprint: str, into: Path) -> Optional[dict]:
+        """While another machine holds the lease, wait for its entry (a sweep's
+        jobs build a shared stage once); take over a lease that stopped beating."""
+        lease, seen, since = self._entry(stage, fingerprint, ".lease"), None, time.monotonic()
+        while True:
+            entry = self._fetch(stage, fingerprint, into)
+            if entry is not None or not self.push_on:
+                return entry
+            token = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "beat": 0}).encode()
+            if self._put(lease, token, create=True):
+                self._hold(lease, token)
+                return None
+            try:
+                holder = self._fs.cat_file(lease)
+            except FileNotFoundError:
+                continue  # released meanwhile: its entry is there now, or it failed
+            if holder != seen:
+                if seen is None:
+                    self._info(f"{stage}: {_who(holder)} is building it, waiting for the cache")
+                seen, since = holder, time.monotonic()
+            elif time.monotonic() - since > self.DEAD:
+                self._warn(f"{stage}: {_who(holder)} stopped building it, building here")
+                self._fs.rm_file(lease)
+                continue
+            time.sleep(self.POLL)
+
+    def _hold(self, lease: str, token: bytes) -> None:
+        """Rewrite the lease every BEAT seconds until released: proof of life."""
+        stop = self._leases[lease] = threading.Event()
+
+        def beat():
+            n = 0
+            while not stop.wait(self.BEAT):
+                n += 1
+                try:
+                    self._put(lease, token.replace(b'"beat": 0', f'"beat": {n}'.encode()))
+                except Exception:
+                    pass  # the build goes on; waiters take over after DEAD
+        threading.Thread(target=beat, daemon=True).start()
+
+    def release(self, stage: str, fingerprint: str) -> None:
+        """Drop this run's lease (after a push, or when the build failed)."""
+        lease = self._entry(stage, fingerprint, ".lease") if self._root is not None else None
+        stop = self._leases.pop(lease, None)
+        if stop:
+            stop.set()
+            try:
+                self._fs.rm_file(lease)
+            except Exception:
+                pass  # waiters take over after DEAD
 
     def _fetch(self, stage: str, fingerprint: str, into: Path) -> Optional[dict]:
         try:
@@ -163,6 +226,7 @@ class Remote:
         data = json.dumps({"schema": SCHEMA, **entry}, indent=1, sort_keys=True).encode()
         self._put(self._entry(stage, fingerprint), data, create=not repair)
         self._damaged.discard((stage, fingerprint))
+        self.release(stage, fingerprint)
 
     def push_measurement(self, stage: str, fingerprint: str, figures: dict) -> None:
         if self.push_on:
@@ -170,14 +234,16 @@ class Remote:
             self._guard(f"pushing the measurement of {stage}",
                         lambda: self._put(self._entry(stage, fingerprint, ".bench.json"), data))
 
-    def _put(self, path: str, data: bytes, create: bool = False) -> None:
-        """Write whole or not at all; `create`: only if absent (a racing writer wins, we agree)."""
+    def _put(self, path: str, data: bytes, create: bool = False) -> bool:
+        """Write whole or not at all; `create`: only if absent. False: another
+        writer was first (for an entry: the same content, by construction)."""
         if _is_local(self._fs):
             return _local_put(path, data, create)
         try:
             self._fs.pipe_file(path, data, mode="create" if create else "overwrite")
+            return True
         except FileExistsError:
-            pass  # another machine wrote the same entry first: same content by construction
+            return False
 
     def _put_file(self, local: Path, path: str) -> None:
         if _is_local(self._fs):
@@ -208,7 +274,15 @@ def _is_local(fs) -> bool:
     return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
 
 
-def _local_put(path: str, data: bytes, create: bool) -> None:
+def _who(lease: bytes) -> str:
+    try:
+        holder = json.loads(lease)
+        return f"{holder['host']} (pid {holder['pid']})"
+    except (ValueError, KeyError, TypeError):
+        return "another machine"
+
+
+def _local_put(path: str, data: bytes, create: bool) -> bool:
     """A shared mount: write a temporary file, then link (exclusive) or rename it in."""
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
@@ -220,9 +294,10 @@ def _local_put(path: str, data: bytes, create: bool) -> None:
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                pass
+                return False
         else:
             os.replace(tmp, path)
+        return True
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
