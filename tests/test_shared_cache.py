@@ -69,3 +69,9 @@ def test_a_malformed_cache_url_is_one_line_and_exit_2(tfbuild, project, url):
     lines = run.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tfbuild: error: cache.url"), run.err
     assert not (project / "build" / "store").exists()
+
+
+def test_a_missing_signing_key_is_one_line_and_exit_2(tfbuild, project):
+    run = tfbuild("sign.key=no/such/key.pem")
+    assert run.code == 2 and run.err.strip() == "tfbuild: error: sign.key=no/such/key.pem is not a file: give a PEM key file"
+    assert not (project / "build" / "store").exists()

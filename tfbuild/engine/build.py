@@ -20,7 +20,7 @@ from .fingerprint import StatCache
 from .graph import make_graph
 from .resolver import Decision, differences, resolve
 from .spec import Artifact, Registry
-from .store import BUILD_LOCK, MEASUREMENT, PROVENANCE, Store, write_json
+from .store import BUILD_LOCK, MEASUREMENT, PROVENANCE, SIGNATURE, Store, write_json
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Options:
     bench: Any = None           # the bench settings handed to each stage's `bench`; None: measure nothing
     bench_again: bool = False
     remote: Any = None          # a cache.Remote: fetch stale stages, push built ones
+    signer: Any = None          # signs what is built (`key`, `sign(dir)`), checks (`public_key`, `problem(dir)`)
 
 
 def parse_force(force, known: List[str], names: List[str]) -> List[str]:
@@ -84,7 +85,7 @@ def _build(cfg, registry, opts, target, reporter, lock_key, link_dir, write_lock
     link_dir = link_dir or opts.build_dir / target
     with store.lock(BUILD_LOCK, shared=True):  # gc waits for running builds
         try:
-            ok = _run_all(decisions, store, cache, reporter, opts.remote)
+            ok = _run_all(decisions, store, cache, reporter, opts)
         finally:  # what was hashed stays known, even when a bad request stops the build
             cache.save()
         if ok:
@@ -95,7 +96,7 @@ def _build(cfg, registry, opts, target, reporter, lock_key, link_dir, write_lock
     return _report(target, decisions, store, ok, link_dir if ok else None), decisions
 
 
-def _run_all(decisions: List[Decision], store: Store, cache: StatCache, reporter, remote=None) -> bool:
+def _run_all(decisions: List[Decision], store: Store, cache: StatCache, reporter, opts: Options) -> bool:
     """Run the stages in order; after a failure the rest are skipped. Returns ok."""
     ok = True
     for d in decisions:
@@ -103,7 +104,7 @@ def _run_all(decisions: List[Decision], store: Store, cache: StatCache, reporter
             d.status, d.reasons = "skipped", ["not reached: an earlier stage failed"]
             continue
         try:
-            _run_stage(d, decisions, store, cache, reporter, remote)
+            _run_stage(d, decisions, store, cache, reporter, opts)
         except UserError:
             raise
         except TfbuildError as e:
@@ -122,7 +123,8 @@ def _inputs(d: Decision, decisions: List[Decision], store: Store) -> Dict[str, A
 
 
 def _run_stage(d: Decision, decisions: List[Decision], store: Store, cache: StatCache,
-               reporter, remote=None) -> None:
+               reporter, opts: Options) -> None:
+    remote = opts.remote
     if not d.stale:
         d.status = "fresh"
         d.outputs = store.manifest(d.name, d.fingerprint)["outputs"]
@@ -137,12 +139,13 @@ def _run_stage(d: Decision, decisions: List[Decision], store: Store, cache: Stat
         try:
             if not d.forced and remote and _fetch(d, store, cache, scratch, remote, reporter):
                 return
-            manifest = _build_stage(d, decisions, store, cache, scratch, reporter)
+            seal = opts.signer.sign if opts.signer and opts.signer.key else None
+            manifest = _build_stage(d, decisions, store, cache, scratch, reporter, seal)
             d.status, d.outputs = "built", manifest["outputs"]
             if remote:
                 root = store.path(d.name, d.fingerprint)
                 with reporter.running(d.name, "(pushing to the cache)"):
-                    remote.push(d.name, d.fingerprint, root, {**manifest, "provenance": _json(root / PROVENANCE)})
+                    remote.push(d.name, d.fingerprint, root, {**manifest, **_attestations(root)})
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             if remote:
@@ -150,7 +153,7 @@ def _run_stage(d: Decision, decisions: List[Decision], store: Store, cache: Stat
 
 
 def _build_stage(d: Decision, decisions: List[Decision], store: Store, cache: StatCache,
-                 scratch: Path, reporter) -> dict:
+                 scratch: Path, reporter, seal) -> dict:
     inputs = _inputs(d, decisions, store)
     start = time.time()
     try:
@@ -162,7 +165,13 @@ def _build_stage(d: Decision, decisions: List[Decision], store: Store, cache: St
         raise StageFailed(f"stage {d.name} returned {type(metadata).__name__}, not its "
                           "metadata (a dict): nothing was published")
     return store.publish(d.name, d.fingerprint, scratch, metadata, cache,
-                         lambda outputs: provenance.statement(d.name, d.record, outputs, start))
+                         lambda outputs: provenance.statement(d.name, d.record, outputs, start), seal=seal)
+
+
+def _attestations(root: Path) -> dict:
+    """What travels with a cache entry besides the manifest: statement and signature."""
+    sig = root / SIGNATURE
+    return {"provenance": _json(root / PROVENANCE), "signature": sig.read_text() if sig.is_file() else None}
 
 
 def _fetch(d: Decision, store: Store, cache: StatCache, scratch: Path, remote, reporter) -> bool:
@@ -174,9 +183,10 @@ def _fetch(d: Decision, store: Store, cache: StatCache, scratch: Path, remote, r
         shutil.rmtree(scratch)
         scratch.mkdir()
         return False
-    stmt = entry.get("provenance")
+    stmt, sig = entry.get("provenance"), entry.get("signature")
     store.publish(d.name, d.fingerprint, scratch, entry["metadata"], cache,
-                  (lambda _: stmt) if stmt else None, outputs=entry["outputs"])
+                  (lambda _: stmt) if stmt else None, outputs=entry["outputs"],
+                  seal=(lambda built: (built / SIGNATURE).write_text(sig)) if sig else None)
     figures = remote.fetch_measurement(d.name, d.fingerprint)
     if figures:
         write_json(store.path(d.name, d.fingerprint) / MEASUREMENT, figures)
@@ -263,12 +273,23 @@ def _provenance_problems(d: Decision, rebuilt: Store, local: Store) -> List[str]
     """The rebuilt artifact's statement must hold, and so must the one beside this
     machine's copy of the same artifact (the one a CI job would publish)."""
     stmt = rebuilt.manifest(d.name, d.fingerprint, PROVENANCE)
-    problems = provenance.check(stmt, d.name, d.record, d.outputs)
+    problems = [f"provenance: {p}" for p in provenance.check(stmt, d.name, d.record, d.outputs)]
     mine = local.manifest(d.name, d.fingerprint, PROVENANCE)
     if mine is not None:  # absent: built by tfbuild < 0.3
-        problems += [f"{local.path(d.name, d.fingerprint) / PROVENANCE}: {p}"
+        problems += [f"provenance: {local.path(d.name, d.fingerprint) / PROVENANCE}: {p}"
                      for p in provenance.check(mine, d.name, d.record, d.outputs)]
     return problems
+
+
+def _signature_problems(d: Decision, local: Store, signer) -> List[str]:
+    """With a public key: this machine's copy of the artifact must carry a valid signature."""
+    if not (signer and signer.public_key):
+        return []
+    root = local.path(d.name, d.fingerprint)
+    if local.manifest(d.name, d.fingerprint) is None:
+        return [f"signature: no copy in {local.root} to check: build or fetch it first"]
+    problem = signer.problem(root)
+    return [f"signature: {problem}"] if problem else []
 
 
 def verify(cfg: Any, registry: Registry, opts: Options, target: str, reporter,
@@ -300,9 +321,10 @@ def verify(cfg: Any, registry: Registry, opts: Options, target: str, reporter,
                 s["status"], s["reason"] = "failed", f"output differs from the lock file: {', '.join(diff)}"
             elif s["status"] == "built":
                 problems = _provenance_problems(d, Store(Path(scratch)), Store(opts.build_dir))
+                problems += _signature_problems(d, Store(opts.build_dir), opts.signer)
                 s["reason"] = "rebuilt from scratch: identical to the lock file"
                 if problems:
-                    s["status"], s["reason"] = "failed", f"provenance: {problems[0]}"
+                    s["status"], s["reason"] = "failed", problems[0]
             s["artifact"] = s["link"] = None  # the scratch directory is gone
         for name in sorted(set(recorded_stages) - {d.name for d in decisions}):
             report["stages"].append({"name": name, "status": "failed", "fingerprint": None, "artifact": None,

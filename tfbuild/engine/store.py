@@ -21,6 +21,7 @@ from .fingerprint import StatCache, sha256_file
 MANIFEST = "tfbuild.json"
 MEASUREMENT = "bench.json"  # not an output: re-measuring changes no fingerprint
 PROVENANCE = "provenance.json"  # nor is the statement of how it was built
+SIGNATURE = "model.sig"         # nor its signature (tfbuild.signing)
 BUILD_LOCK = "build"        # held shared by every build, exclusively by gc
 
 
@@ -60,9 +61,10 @@ class Store:
 
     def publish(self, stage: str, fingerprint: str, built: Path, metadata: dict,
                 cache: StatCache, provenance: Optional[Callable[[dict], dict]] = None,
-                outputs: Optional[dict] = None) -> dict:
-        """Move `built` into place; `provenance(outputs)` gives its statement.
-        `outputs`: digests the caller already verified (a fetched entry)."""
+                outputs: Optional[dict] = None, seal: Optional[Callable[[Path], None]] = None
+                ) -> dict:
+        """Move `built` into place; `provenance(outputs)` gives its statement, `seal(built)`
+        may add a signature last. `outputs`: digests the caller already verified."""
         if outputs is None:
             files = sorted(p for p in built.rglob("*") if p.is_file())
             outputs = {str(f.relative_to(built)): sha256_file(f) for f in files}
@@ -71,6 +73,8 @@ class Store:
         (built / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         if provenance:
             (built / PROVENANCE).write_text(json.dumps(provenance(outputs), indent=1, sort_keys=True))
+        if seal:
+            seal(built)
         final = self.path(stage, fingerprint)
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():  # forced rebuild or a damaged copy: move it aside first
