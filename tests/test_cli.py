@@ -270,3 +270,13 @@ def test_inspect_finds_the_built_graph_after_a_failed_freeze(project, capsys):
     assert main(["inspect", "target=tiny_frozen"]) == 0
     out = capsys.readouterr().out
     assert "TF1 checkpoint" in out and "likely outputs (for freeze.outputs): probs" in out
+
+
+def test_locked_fails_in_one_line_when_the_lock_file_is_out_of_date(tfbuild, project):
+    assert tfbuild("target=tiny_frozen", "dry_run=true", "locked=true").code == 1   # no lock file yet
+    assert tfbuild("target=tiny_frozen").code == 0
+    assert tfbuild("target=tiny_frozen", "dry_run=true", "locked=true").code == 0
+    run = tfbuild("target=tiny_frozen", "freeze.tolerance=0.001", "locked=true")
+    assert run.code == 1 and run.err.strip() == (
+        "tfbuild: error: tfbuild.lock is out of date for tiny_frozen: freeze: freeze.tolerance "
+        "changed: 0.0001 → 0.001: build it (without locked=true) and commit the lock file")

@@ -44,6 +44,12 @@ class StageFailed(TfbuildError):
     exit_code = 1
 
 
+class LockOutOfDate(TfbuildError):
+    """`locked=true`, and the lock file does not record what this run would build."""
+
+    exit_code = 1
+
+
 class ParityError(StageFailed):
     """A converted graph's outputs differ from its source beyond tolerance."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import ConfigError, StageFailed, TfbuildError, UserError, first_line
+from ..errors import ConfigError, LockOutOfDate, StageFailed, TfbuildError, UserError, first_line
 from . import lockfile, provenance
 from .fingerprint import StatCache
 from .graph import make_graph
@@ -30,6 +30,7 @@ class Options:
     lock_file: Path
     force: Any = False          # True, or a list of stage names
     dry_run: bool = False
+    locked: bool = False        # fail (exit 1) before building when the lock file is out of date
     bench: Any = None           # the bench settings handed to each stage's `bench`; None: measure nothing
     bench_again: bool = False
     remote: Any = None          # a cache.Remote: fetch stale stages, push built ones
@@ -70,6 +71,8 @@ def _build(cfg, registry, opts, target, reporter, lock_key, link_dir, write_lock
     store = Store(opts.build_dir)
     cache = StatCache(store.meta_dir / "state.json")
     decisions = plan(cfg, registry, opts, lock_key, target, cache)
+    if opts.locked:
+        _check_locked(decisions, opts.lock_file, lock_key)
     if opts.dry_run:
         for d in decisions:
             d.status = "planned" if d.stale else "fresh"
@@ -94,6 +97,16 @@ def _build(cfg, registry, opts, target, reporter, lock_key, link_dir, write_lock
             _link(store, decisions, link_dir)
             _bench(opts, decisions, store, reporter)
     return _report(target, decisions, store, ok, link_dir if ok else None), decisions
+
+
+def _check_locked(decisions: List[Decision], lock_file: Path, key: str) -> None:
+    """Like cargo's --locked: CI proves the committed lock file is current, for free."""
+    stale = [d for d in decisions if d.locked]
+    if stale:
+        d = stale[0]
+        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+        raise LockOutOfDate(f"{lock_file} is out of date for {key}: {d.name}: {'; '.join(d.locked[:2])}"
+                            f"{more}: build it (without locked=true) and commit the lock file")
 
 
 def _run_all(decisions: List[Decision], store: Store, cache: StatCache, reporter, opts: Options) -> bool:

@@ -24,6 +24,7 @@ class Decision:
     reasons: List[str]
     record: dict                      # the lock-file entry, less the outputs
     forced: bool = False
+    locked: List[str] = field(default_factory=list)   # how the lock file's record differs; [] same
     status: str = "planned"
     seconds: float = 0.0
     outputs: Dict[str, str] = field(default_factory=dict)
@@ -67,7 +68,11 @@ def resolve(nodes: Sequence[Node], store: Store, cache: StatCache,
         else:
             reasons = why(previous.get(node.name), record, damage)
         stale = node.name in forced or damage is not None
-        decisions.append(Decision(node, fp, stale, reasons, record, forced=node.name in forced))
+        before = previous.get(node.name)
+        unlocked = [] if before and before.get("fingerprint") == fp else \
+            (differences(before, record) or ["its fingerprint"]) if before else ["not in the lock file"]
+        decisions.append(Decision(node, fp, stale, reasons, record, forced=node.name in forced,
+                                  locked=unlocked))
     return decisions
 
 
