@@ -62,22 +62,28 @@ def main() -> int:
         base = {int(b): v for b, v in json.loads((tmp / "frozen.json").read_text()).items()}
         size = (frozen / "frozen.pb").stat().st_size
         table_rows = [["frozen (TF)", "FP32", b, base[b]["median_ms"], base[b]["p90_ms"],
-                       base[b]["throughput_per_s"], "1.00x", "reference", human_size(size)] for b in BATCHES]
+                       base[b]["throughput_per_s"], "1.00x", "reference", human_size(size), None] for b in BATCHES]
         for x in sorted(rows, key=lambda x: (x["stage"], x["batch"], x["precision"])):
             speed = base[int(x["batch"])]["median_ms"] / x["latency_ms"] if x.get("latency_ms") else None
             x["speedup"] = speed
             table_rows.append([x["stage"], x["precision"], x["batch"], x.get("latency_ms"), x.get("p90_ms"),
                                x.get("per_s"), f"{speed:.2f}x" if speed else "", x.get("parity"),
-                               human_size(x.get("size"))])
+                               human_size(x.get("size")), _xnnpack(x)])
         banner(f"DenseNet-169, every backend with all cores (threads: {base[1].get('threads')})")
         print(table(["model", "precision", "batch", "median ms", "p90 ms", "img/s", "vs TF", "parity",
-                     "size"], table_rows))
+                     "size", "XNNPACK ops"], table_rows))
         ok_rows = [x for x in rows if x.get("status") == "ok" and x.get("speedup") and int(x["batch"]) == 1]
         fp32 = max((x["speedup"] for x in ok_rows if x["precision"] == "FP32"), default=0.0)
         best = max((x["speedup"] for x in ok_rows), default=0.0)
         print(verdict(fp32 >= 1.3, f"best FP32 artifact at batch 1: {fp32:.2f}x the frozen graph (goal >= 1.3x)"))
         print(verdict(best >= 1.8, f"best artifact at batch 1: {best:.2f}x the frozen graph (goal >= 1.8x)"))
         return 0
+
+
+def _xnnpack(row: dict):
+    """TFLite: ops the XNNPACK delegate took of all (the rest run in TFLite's own,
+    slower kernels: what an INT8 model that gains little over FP32 is short of)."""
+    return f"{row['xnnpack_ops']}/{row['total_ops']}" if row.get("total_ops") else None
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """TFLite conversion, parity and latency on a tiny frozen graph built here."""
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,8 @@ import tensorflow as tf
 
 from tfbuild.errors import CalibrationError, ConfigError, NodeNotFound, StageFailed
 from tfbuild.tf.measure import (latency_frozen, latency_tflite, load_interpreter, max_abs_diff,
-                             run_frozen, run_tflite, seeded_batch)
+                             run_frozen, run_tflite, seeded_batch, tflite_runtime, versus_frozen,
+                             xnnpack_ops)
 from tfbuild.tf.tflite_convert import TOLERANCE, convert
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,3 +197,99 @@ def test_works_with_eager_execution_disabled(tmp_path):
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+# --------------------------------------------------------------- runtime: LiteRT or tf.lite
+
+def hide_litert(monkeypatch):
+    """This process as if ai-edge-litert were not installed (loaded submodules too: an
+    import finds a loaded `ai_edge_litert.interpreter` without looking at its parent)."""
+    for name in ["ai_edge_litert", *[n for n in sys.modules if n.startswith("ai_edge_litert.")]]:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+@pytest.fixture
+def without_litert(monkeypatch):
+    hide_litert(monkeypatch)
+
+
+def test_litert_and_tf_lite_give_the_same_outputs(converted, monkeypatch):
+    pytest.importorskip("ai_edge_litert")
+    x = seeded_batch(SHAPE[1:], 4)
+    for precision in ("FP32", "INT8"):
+        path = converted(precision, 4)[0]
+        assert tflite_runtime()[1].startswith("litert ")
+        litert = run_tflite(path, [x])
+        with monkeypatch.context() as m:
+            hide_litert(m)
+            assert tflite_runtime()[1] == f"tf.lite {tf.__version__}"
+            assert max_abs_diff(run_tflite(path, [x]), litert) <= 1e-6, precision
+
+
+def test_tf_lite_fallback_silences_exactly_its_deprecation_warning(converted, without_litert):
+    path = str(converted("FP32", 1)[0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tf.lite.Interpreter(model_path=path)            # what load_interpreter must hide
+        assert any("tf.lite.Interpreter is deprecated" in str(w.message) for w in caught)
+        caught.clear()
+        interpreter = load_interpreter(model_path=path)
+        warnings.warn("another warning still shows")
+    assert isinstance(interpreter, tf.lite.Interpreter)
+    assert [str(w.message) for w in caught] == ["another warning still shows"]
+
+
+@pytest.mark.parametrize("precision", ["FP32", "FP16", "INT8"])
+def test_xnnpack_count_agrees_with_one_partition_per_op(converted, precision):
+    """With delegate node fusion off, XNNPACK makes one DELEGATE node per op it takes:
+    an independent count of what xnnpack_ops works out from fused partitions."""
+    litert = pytest.importorskip("ai_edge_litert.interpreter")
+    path = str(converted(precision, 1)[0])
+    counts = xnnpack_ops(load_interpreter(model_path=path))
+    unfused = load_interpreter(model_path=path, experimental_disable_delegate_node_fusion=True)
+    assert counts["xnnpack_ops"] == sum(n["op_name"] == "DELEGATE" for n in unfused._get_ops_details()) > 0
+    assert counts["xnnpack_ops"] + sum(counts["undelegated"].values()) == counts["total_ops"]
+    if precision != "INT8":  # every float op of this graph has an XNNPACK kernel
+        assert counts["undelegated"] == {}
+    plain = xnnpack_ops(load_interpreter(
+        model_path=path, experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+    assert plain["xnnpack_ops"] == 0 and plain["total_ops"] == counts["total_ops"]
+    assert sum(plain["undelegated"].values()) == counts["total_ops"]
+
+
+def test_latency_records_runtime_threads_and_delegation(converted):
+    stats = latency_tflite(converted("INT8", 1)[0], [seeded_batch(SHAPE[1:], 1)], warmup=1, runs=3, threads=1)
+    assert stats["backend"] == tflite_runtime()[1] and stats["threads"] == 1
+    assert 0 < stats["xnnpack_ops"] <= stats["total_ops"]
+
+
+def test_versus_frozen_measures_the_graph_at_the_same_batch(converted, frozen):
+    x = seeded_batch(SHAPE[1:], 4)
+    figures = latency_tflite(converted("FP32", 4)[0], [x], warmup=1, runs=3, threads=1)
+    compared = versus_frozen(figures, frozen, INPUTS, OUTPUTS, warmup=1, runs=3)
+    assert compared["frozen_ms"] > 0
+    assert compared["speedup"] == pytest.approx(compared["frozen_ms"] / figures["median_ms"])
+    # A reference that cannot run leaves the speed-up empty; the model's figures stand.
+    missing = versus_frozen(figures, frozen.parent / "gone.pb", INPUTS, OUTPUTS, warmup=1, runs=3)
+    assert missing["frozen_ms"] is None and missing["speedup"] is None
+    assert "gone.pb" in missing["frozen_error"] and missing["median_ms"] == figures["median_ms"]
+
+
+@pytest.mark.parametrize("runtime", ["litert", "tf.lite"])
+def test_tiny_tflite_build_prints_no_deprecation_warning(tmp_path, runtime):
+    if runtime == "litert":
+        pytest.importorskip("ai_edge_litert")
+    env = dict(os.environ)
+    if runtime == "tf.lite":  # a package of that name that cannot be imported hides the real one
+        (tmp_path / "hide" / "ai_edge_litert").mkdir(parents=True)
+        (tmp_path / "hide" / "ai_edge_litert" / "__init__.py").write_text("raise ImportError('hidden')\n")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path / "hide"), env.get("PYTHONPATH")]))
+    (tmp_path / "p").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "tfbuild", "target=tiny_tflite", "tflite.precision=INT8",
+                           "bench.runs=3", "report_file=r.json"],
+                          capture_output=True, text=True, cwd=tmp_path / "p", env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "deprecat" not in (proc.stdout + proc.stderr).lower(), proc.stderr
+    bench = json.loads((tmp_path / "p" / "r.json").read_text())["benchmark"]
+    assert bench["backend"].split()[0] == runtime
+    assert 0 < bench["xnnpack_ops"] <= bench["total_ops"] and bench["speedup"] > 0

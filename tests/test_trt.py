@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tfbuild.tf import trt_convert as trt
+from tfbuild.trt_backend import version_tuple
 from tfbuild.errors import (BackendUnavailable, CalibrationError, ConfigError,
                             StageFailed)
 
@@ -110,7 +111,7 @@ def test_preflight_matches_this_machine():
     env = trt.environment()
     version = env["tensorflow"]
     available = (version is not None
-                 and trt._version_tuple(version) <= (2, 17)
+                 and version_tuple(version) <= (2, 17)
                  and env["gpu"] is not None
                  and _tensorrt_enabled())
     if available:

@@ -41,8 +41,8 @@ OmegaConf.register_new_resolver("tfbuild.data", lambda name: str(data_dir("targe
 Plugins.instance().register(TargetsSource)
 
 # Keys that say how to run, not what to build: not part of a sweep job's identity.
-RUN_KEYS = ("build_dir", "lock_file", "report_file", "dry_run", "force", "verify", "verbose", "bench",
-            "cache")
+RUN_KEYS = ("build_dir", "lock_file", "report_file", "dry_run", "force", "verify", "locked", "verbose",
+            "bench", "cache", "sign")
 
 _state = {"task_started": False}
 
@@ -79,9 +79,13 @@ def options(cfg: Config, reporter: Optional[Reporter] = None) -> Options:
     c = cfg.cache
     remote = Remote(c.url, c.options, push=c.push, pull=c.pull, warn=reporter.warn,
                     info=reporter.info) if c.url and reporter else None
+    signer = None
+    if cfg.sign.key or cfg.sign.public_key:
+        from .signing import Signer
+        signer = Signer(cfg.sign.key, cfg.sign.public_key)
     return Options(build_dir=Path(cfg.build_dir), lock_file=Path(cfg.lock_file), force=cfg.force,
-                   dry_run=cfg.dry_run, bench=cfg.bench if cfg.bench.enabled else None,
-                   bench_again=cfg.bench.again, remote=remote)
+                   dry_run=cfg.dry_run, locked=cfg.locked, bench=cfg.bench if cfg.bench.enabled else None,
+                   bench_again=cfg.bench.again, remote=remote, signer=signer)
 
 
 def run_job(dcfg: DictConfig, reporter: Reporter) -> int:

@@ -19,6 +19,7 @@ from .marks import PATH
 from .precision import check_precision
 
 ONNX_OPSETS = (9, 18)   # what the pinned tf2onnx (1.17) writes
+TRT_BACKENDS = ("auto", "tf-trt", "tensorrt")   # see tfbuild/trt_backend.py
 
 
 @dataclass
@@ -97,6 +98,7 @@ class CalibrationCfg:
 
 @dataclass
 class TrtCfg:
+    backend: str = "auto"                # auto: TF-TRT where TensorFlow has it, else a tensorrt engine
     precision: str = "FP32"
     max_batch_size: Optional[int] = 1
     max_workspace_size_bytes: int = 1 << 30
@@ -142,6 +144,12 @@ class CacheCfg:
 
 
 @dataclass
+class SignCfg:
+    key: Optional[str] = None            # EC private key (PEM): sign what this run builds
+    public_key: Optional[str] = None     # EC public key (PEM): verify=true checks signatures
+
+
+@dataclass
 class Config:
     build_dir: str = "build"
     lock_file: str = "tfbuild.lock"
@@ -149,6 +157,7 @@ class Config:
     dry_run: bool = False
     force: Any = False
     verify: bool = False
+    locked: bool = False       # exit 1 before building if the lock file is out of date (CI)
     verbose: bool = False      # show TensorFlow's own C++ log lines
     description: str = ""
     checkpoint: CheckpointCfg = field(default_factory=CheckpointCfg)
@@ -161,6 +170,7 @@ class Config:
     tflite: Optional[TfliteCfg] = None
     bench: BenchCfg = field(default_factory=BenchCfg)
     cache: CacheCfg = field(default_factory=CacheCfg)
+    sign: SignCfg = field(default_factory=SignCfg)
 
 
 def validate(cfg: Config) -> Config:
@@ -197,6 +207,11 @@ def validate(cfg: Config) -> Config:
             section.precision = check_precision(name, section.precision, c.path, c.random, c.num_samples)
             if section.tolerance is not None:
                 _at_least(f"{name}.tolerance", section.tolerance, 0)
+    if cfg.trt is not None:
+        backend = cfg.trt.backend.lower()   # like precisions, written in any case
+        if backend not in TRT_BACKENDS:
+            raise ConfigError(f"trt.backend={cfg.trt.backend!r} is unknown: use one of {', '.join(TRT_BACKENDS)}")
+        cfg.trt.backend = backend
     if cfg.tflite is not None:
         _at_least("tflite.batch_size", cfg.tflite.batch_size, 1)
     if cfg.onnx is not None:

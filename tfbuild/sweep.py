@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -20,14 +21,17 @@ from .report import Reporter, human_size
 _state = {"code": 0}
 
 COLUMNS = ("job", "stage", "precision", "batch", "size", "parity", "latency_ms", "p90_ms",
-           "per_s", "built", "status")
+           "per_s", "backend", "threads", "speedup", "frozen_ms", "xnnpack_ops", "total_ops",
+           "built", "status")
 FIELDS = (*COLUMNS, "overrides", "error", "code")
 # Short headers and unwrapped numbers keep the table readable at 80 columns.
 # The table shows what compares jobs (each job's line above says what it built);
-# the CSV/JSON have every field.
-SHOWN = ("job", "precision", "batch", "size", "parity", "latency_ms", "p90_ms", "per_s", "status")
-HEADERS = {"precision": "prec", "latency_ms": "ms", "p90_ms": "p90 ms", "per_s": "per s"}
-NUMERIC = ("size", "parity", "latency_ms", "p90_ms", "per_s")
+# the CSV/JSON have every field (backend versions, p90, throughput, ...).
+# A job that did not end ok has no latency: its status stands in that cell.
+SHOWN = ("job", "backend", "precision", "batch", "threads", "size", "parity", "latency_ms", "speedup")
+HEADERS = {"precision": "prec", "threads": "thr", "latency_ms": "ms", "speedup": "vs TF"}
+NUMERIC = ("threads", "size", "parity", "latency_ms", "speedup")
+BACKENDS = {"onnxruntime": "ort", "tensorflow": "tf", "tensorrt": "trt"}  # short names for the table
 
 
 def exit_code() -> int:
@@ -51,6 +55,7 @@ def save_job(job_dir: Path, dcfg: DictConfig, overrides: List[str], report: dict
         "latency_ms": bench.get("median_ms"),
         "p90_ms": bench.get("p90_ms"),
         "per_s": bench.get("throughput_per_s"),
+        **{k: bench.get(k) for k in ("backend", "threads", "speedup", "frozen_ms", "xnnpack_ops", "total_ops")},
         "built": ",".join(s["name"] for s in stages if s["status"] == "built"),
         "status": "ok" if code == 0 else ("failed" if code == 1 else "invalid"),
         "error": report.get("error") or next((s["reason"] for s in stages if s["status"] == "failed"), None),
@@ -65,12 +70,15 @@ def summarize(sweep_dir: Path, reporter: Reporter) -> int:
         rows.append(json.loads(f.read_text()))
     if not rows:
         return 0
-    stages = sorted({str(r.get("stage")) for r in rows})
+    stages = sorted({str(r["stage"]) for r in rows if r.get("stage")})
     table = Table(title=f"sweep: {len(rows)} jobs, final stage {', '.join(stages)}", title_justify="left")
     for col in SHOWN:
         table.add_column(HEADERS.get(col, col), justify="right" if col in NUMERIC else "left")
     for r in rows:
-        table.add_row(*[_cell(c, r.get(c)) for c in SHOWN])
+        cells = [_cell(c, r.get(c)) for c in SHOWN]
+        if r.get("status") != "ok":
+            cells[SHOWN.index("latency_ms")] = f"[bold red]{r.get('status')}[/]"
+        table.add_row(*cells)
     reporter.console.print(table)
     for r in rows:
         if r["code"]:
@@ -81,7 +89,63 @@ def summarize(sweep_dir: Path, reporter: Reporter) -> int:
         writer.writeheader()
         writer.writerows(rows)
     reporter.console.print(f"sweep table: {sweep_dir / 'summary.csv'} and summary.json", soft_wrap=True)
+    _plot_line(rows, sweep_dir / "summary.png", reporter)
     return max(r["code"] for r in rows)
+
+
+def _plot_line(rows: list, path: Path, reporter: Reporter) -> None:
+    if not any(_plotted(r) for r in rows):  # nothing measured (e.g. bench.enabled=false)
+        return
+    if plot(rows, path):
+        reporter.console.print(f"latency against size: {path}", soft_wrap=True)
+    else:
+        reporter.console.print("(pip install 'tfbuild[plot]' to draw latency against size: summary.png)",
+                               markup=False)
+
+
+def plot(rows: list, path: Path) -> bool:
+    """Write `path` (PNG): median latency against artifact size, one point per measured
+    job, labelled by stage, precision and batch; the picture to choose an artifact from.
+    False where matplotlib is not installed."""
+    try:  # lazily: matplotlib is an optional extra and slow to import
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    points = [r for r in rows if _plotted(r)]
+    unit, scale = _unit(max(r["size"] for r in points))
+    xy = [(r["size"] / scale, r["latency_ms"]) for r in points]
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)  # Agg: no display needed, pyplot's global state untouched
+    ax = figure.add_subplot()
+    for stage in sorted({str(r["stage"]) for r in points}):
+        ax.scatter(*zip(*[p for p, r in zip(xy, points) if str(r["stage"]) == stage]), label=stage)
+    xmax, ymax = max(x for x, _ in xy), max(y for _, y in xy)
+    seen: dict = {}
+    for (x, y), r in zip(xy, points):
+        # Jobs at (nearly) the same point get their labels stacked, not overprinted.
+        spot = (round(x / xmax, 2), round(y / ymax, 2))
+        k = seen[spot] = seen.get(spot, -1) + 1
+        label = " ".join(str(v) for v in (r["stage"], r.get("precision"), r.get("batch") and f"b{r['batch']}") if v)
+        ax.annotate(label, (x, y), xytext=(5, 3 - 10 * k), textcoords="offset points", fontsize=8)
+    ax.set(xlabel=f"artifact size ({unit})", ylabel="median latency (ms)", xlim=(0, xmax * 1.3),
+           ylim=(0, ymax * 1.1), title="latency against size (lower left is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(title="stage")
+    figure.savefig(path, dpi=120)
+    return True
+
+
+def _plotted(row: dict) -> bool:
+    return bool(row.get("latency_ms") and row.get("size"))
+
+
+def _unit(largest: float):
+    """The size unit of the x axis: (name, bytes per unit)."""
+    for name, scale in (("GB", 1024 ** 3), ("MB", 1024 ** 2), ("KB", 1024)):
+        if largest >= scale:
+            return name, scale
+    return "B", 1
 
 
 def _cell(col: str, value: Any) -> str:
@@ -91,6 +155,11 @@ def _cell(col: str, value: Any) -> str:
         return human_size(value)
     if col == "parity":
         return f"{value:.1e}"
+    if col == "backend":  # e.g. "onnxruntime 1.32.0" -> "ort"; the CSV has the version
+        name = str(value).split()[0]
+        return BACKENDS.get(name, name)
+    if col == "speedup":
+        return f"{value:.2f}x" if value < 10 else f"{value:.1f}x" if value < 100 else f"{value:.0f}x"
     if isinstance(value, float):
         return f"{value:.0f}" if value >= 100 else f"{value:.2f}"
     if col == "status" and value != "ok":
@@ -98,6 +167,35 @@ def _cell(col: str, value: Any) -> str:
     return str(value)
 
 
+def stopped(text: str, reporter: Reporter) -> Optional[int]:
+    """The launcher raised after jobs started (a job killed, out of memory, past its time
+    limit): the table of the jobs that saved a result, one line for the rest; exit >= 1.
+    None when no job started in this process: `text` is then a config error."""
+    sweep_dir = _state.pop("dir", None)
+    jobs = [p for p in Path(sweep_dir).glob("*") if p.name.isdigit()] if sweep_dir else []
+    if not jobs:
+        return None
+    code = summarize(Path(sweep_dir), reporter)
+    lost = sorted(int(p.name) for p in jobs if not (p / "result.json").exists())
+    reporter.error(f"the launcher stopped the sweep: {_exception_line(text)}; jobs without a result "
+                   f"(killed, out of memory, past a time limit or still running): "
+                   f"{', '.join(map(str, lost)) or 'none'}")
+    return max(code, 1)
+
+
+def _exception_line(text: str) -> str:
+    """The first line of the last exception in a traceback, without the module path."""
+    lines = text.strip().splitlines()
+    frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+    after = lines[frames[-1] + 1:] if frames else lines
+    line = next((l for l in after if l and not l[0].isspace()), after[-1] if after else "")
+    return re.sub(r"^[\w.]*\.(\w+:)", r"\1", line.strip())
+
+
 class SweepSummary(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _state["dir"] = str(config.hydra.sweep.dir)  # for `stopped`: the launcher may raise
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        _state.pop("dir", None)
         _state["code"] = summarize(Path(config.hydra.sweep.dir), Reporter())

@@ -34,8 +34,11 @@ class StageSpec:
     present: Callable[[Any], bool]
     # Each entry: a stage that must be present, or a tuple of alternatives,
     # nearest first, of which the first present one is used (none: fine).
-    upstream: Tuple[Union[str, Tuple[str, ...]], ...] = ()
-    artifact: Optional[str] = None                       # main output file; None: the whole dir
+    # Or a function of the config giving those entries, for a stage whose inputs
+    # depend on its settings (e.g. on which backend builds it).
+    upstream: Union[Tuple[Union[str, Tuple[str, ...]], ...], Callable[[Any], tuple]] = ()
+    # Main output file (None: the whole dir), or a function of the settings giving it.
+    artifact: Union[None, str, Callable[[Any], Optional[str]]] = None
     files: Callable[[Any], Dict[str, List[Path]]] = _none  # external input files by label
     tools: Tuple[str, ...] = ()                          # distributions whose versions count
     environment: Callable[[Any], dict] = _none           # anything else of the machine that counts
@@ -55,6 +58,14 @@ def section(name: str) -> Callable[[Any], bool]:
     return lambda cfg: getattr(cfg, name, None) is not None
 
 
+def check_upstream(name: str, upstream: tuple, earlier) -> None:
+    """Every stage `upstream` names must be registered before stage `name`."""
+    for up in upstream:
+        for dep in (up,) if isinstance(up, str) else up:
+            if dep not in earlier:
+                raise ValueError(f"stage {name!r}: upstream {dep!r} must be registered first")
+
+
 class Registry:
     """Stages in declaration order, which is also build order."""
 
@@ -66,10 +77,8 @@ class Registry:
     def add(self, spec: StageSpec) -> StageSpec:
         if spec.name in self._specs:
             raise ValueError(f"stage {spec.name!r} is registered twice")
-        for up in spec.upstream:
-            for name in (up,) if isinstance(up, str) else up:
-                if name not in self._specs:
-                    raise ValueError(f"stage {spec.name!r}: upstream {name!r} must be registered first")
+        if not callable(spec.upstream):  # a function's entries are checked when a graph is made
+            check_upstream(spec.name, spec.upstream, self._specs)
         self._specs[spec.name] = spec
         return spec
 

@@ -1,14 +1,19 @@
 """onnx: the frozen graph as an ONNX model for onnxruntime (CPU, GPU) and TensorRT,
 FP32, FP16 or INT8 (Q/DQ), at a fixed or dynamic batch size.
 
-Precision, opset, batch size and calibration are checked by `config.validate`."""
+Precision, opset, batch size and calibration are checked by `config.validate`.
+A target without an onnx section still has this stage when its trt stage builds
+a TensorRT engine (trt.backend tensorrt, or auto choosing it): the model then
+follows the trt settings, so a sweep over trt keys shares its ONNX models."""
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..engine.spec import StageSpec, section
+from .. import trt_backend
+from ..engine.spec import StageSpec
 from . import deploy
 
 if TYPE_CHECKING:
@@ -23,9 +28,26 @@ class Settings:
     onnx: OnnxCfg
 
 
+def present(cfg) -> bool:
+    return cfg.onnx is not None or trt_backend.needs_onnx(cfg)
+
+
 def settings(cfg, deps) -> Settings:
+    if cfg.onnx is None:   # the model a TensorRT engine is built from
+        deploy.check_calibration(cfg, "trt")
+        return Settings(for_trt(cfg))
     deploy.check_calibration(cfg, "onnx")
     return Settings(cfg.onnx)
+
+
+def for_trt(cfg) -> OnnxCfg:
+    """At the engine's precision and calibration; a dynamic batch where its profile is."""
+    # The schema's class through the config, not imported: config.py's code is then no
+    # part of this stage's identity (the values it gives are, as settings).
+    onnx_cfg = typing.get_args(typing.get_type_hints(type(cfg))["onnx"])[0]
+    t = cfg.trt
+    return onnx_cfg(precision=t.precision, batch_size=trt_backend.onnx_batch(t.max_batch_size),
+                    calibration=t.calibration)
 
 
 def preflight(s: Settings) -> None:
@@ -49,13 +71,14 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
 
 
 def bench(artifact, b, inputs) -> dict:
-    from ..tf.measure import latency_onnx, seeded_batch
-    feeds = [seeded_batch(i["shape"][1:], i["shape"][0] or 1).astype(i["dtype"])
-             for i in artifact.metadata["inputs"]]
-    return latency_onnx(artifact.path / ARTIFACT, feeds, warmup=b.warmup, runs=b.runs, threads=b.threads)
+    from ..tf.measure import latency_onnx, model_feeds, versus_frozen
+    figures = latency_onnx(artifact.path / ARTIFACT, model_feeds(artifact.metadata["inputs"]),
+                           warmup=b.warmup, runs=b.runs, threads=b.threads)
+    freeze = inputs["freeze"]
+    return versus_frozen(figures, deploy.frozen(freeze), *deploy.graph_io(freeze), warmup=b.warmup, runs=b.runs)
 
 
-SPEC = StageSpec("onnx", settings, run, present=section("onnx"), upstream=("freeze",), artifact=ARTIFACT,
+SPEC = StageSpec("onnx", settings, run, present=present, upstream=("freeze",), artifact=ARTIFACT,
                  tools=("tensorflow", "tf2onnx", "onnxruntime", "onnx"),
                  files=lambda s: deploy.calibration_input(s.onnx.calibration),
                  preflight=preflight, bench=bench)

@@ -43,9 +43,12 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
 
 
 def bench(artifact, b, inputs) -> dict:
-    from ..tf.measure import latency_tflite, seeded_batch
-    feeds = [seeded_batch(i["shape"][1:], i["shape"][0]).astype(i["dtype"]) for i in artifact.metadata["inputs"]]
-    return latency_tflite(artifact.path / ARTIFACT, feeds, warmup=b.warmup, runs=b.runs, threads=b.threads)
+    """Through LiteRT (or tf.lite), with the ops XNNPACK took; the frozen graph alongside."""
+    from ..tf.measure import latency_tflite, model_feeds, versus_frozen
+    figures = latency_tflite(artifact.path / ARTIFACT, model_feeds(artifact.metadata["inputs"]),
+                             warmup=b.warmup, runs=b.runs, threads=b.threads)
+    freeze = inputs["freeze"]
+    return versus_frozen(figures, deploy.frozen(freeze), *deploy.graph_io(freeze), warmup=b.warmup, runs=b.runs)
 
 
 SPEC = StageSpec("tflite", settings, run, present=section("tflite"),

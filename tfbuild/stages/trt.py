@@ -1,50 +1,125 @@
-"""trt: TF-TRT on the frozen graph (TensorFlow <=2.17 + TensorRT 8.6 + GPU).
+"""trt: TensorRT for the frozen graph, by the backend `trt.backend` names
+(`auto` picks one for this machine; see tfbuild/trt_backend.py):
+
+- tf-trt: TF-TRT converts the frozen graph to `trt.pb` (TensorFlow <=2.17 built
+  with TensorRT 8.6, on a GPU);
+- tensorrt: a serialized engine, `model.engine`, built from the onnx stage's
+  model with the `tensorrt` wheel (10.x, 11.x) on a GPU; the graph adds that
+  onnx stage where the target has none.
 
 Settings are validated and the backend checked before any upstream work, so a
-machine without TF-TRT fails at once with what to do instead.
+machine without it fails at once with what to do instead.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional, Union
 
+from .. import trt_backend
 from ..engine.spec import StageSpec, section
+from ..errors import ConfigError
+from ..marks import PATH
 from . import deploy
 
 if TYPE_CHECKING:
-    from ..config import TrtCfg
+    from ..config import CalibrationCfg, OnnxCfg, TrtCfg
 
 ARTIFACT = "trt.pb"
+ENGINE = "model.engine"
+ONNX = "model.onnx"   # the onnx stage's artifact (not imported: its code is not this stage's identity)
 
 
 @dataclass(frozen=True)
 class Settings:
+    """tf-trt: every trt key counts."""
     trt: TrtCfg
 
 
-def settings(cfg, deps) -> Settings:
+@dataclass(frozen=True)
+class EngineCfg:
+    """The trt keys a TensorRT engine reads. TF-TRT's own (is_dynamic_op,
+    minimum_segment_size, maximum_cached_engines) would only split identical engines."""
+    backend: str
+    precision: str
+    max_batch_size: Optional[int]
+    max_workspace_size_bytes: int
+    calibration: CalibrationCfg          # parity inputs (the ONNX model was quantized with it)
+    tolerance: Optional[float]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    trt: EngineCfg
+    # build_dir state that makes rebuilds faster (and pick the same tactics): not identity
+    timing_cache: str = field(default="", metadata=PATH)
+
+
+def _engine(s) -> bool:
+    return s.trt.backend == "tensorrt"
+
+
+def settings(cfg, deps) -> Union[Settings, EngineSettings]:
     deploy.check_calibration(cfg, "trt")
-    return Settings(cfg.trt)
+    t = cfg.trt
+    backend = trt_backend.resolve(t.backend)   # identity: the backend used, however it was asked for
+    if backend == "tf-trt":
+        return Settings(dataclasses.replace(t, backend=backend))
+    _check_onnx(cfg.onnx, t)
+    return EngineSettings(EngineCfg(backend, t.precision, t.max_batch_size, t.max_workspace_size_bytes,
+                                    t.calibration, t.tolerance), trt_backend.timing_cache(cfg.build_dir))
 
 
-def check(s: Settings) -> None:
-    from ..tf.trt_convert import validate
-    validate(dataclasses.asdict(s.trt))
+def _check_onnx(o: Optional[OnnxCfg], t: TrtCfg) -> None:
+    """The target's own onnx section must give the model this engine is built from."""
+    if o is None:
+        return
+    if o.batch_size is not None and t.max_batch_size not in (None, o.batch_size):
+        raise ConfigError(f"trt.max_batch_size={t.max_batch_size} needs an ONNX model with a dynamic batch, "
+                          f"but onnx.batch_size={o.batch_size}: set onnx.batch_size=null, or "
+                          f"trt.max_batch_size={o.batch_size}")
+    flag = t.precision == "FP16" and o.precision == "FP32"   # TensorRT 10's FP16 builder flag
+    if o.precision == t.precision or (flag and not trt_backend.strongly_typed(trt_backend.tensorrt_version())):
+        return
+    why = " (TensorRT 11 types the network from it)" if flag else ""
+    raise ConfigError(f"trt.precision={t.precision} builds on the onnx stage's {o.precision} model{why}: "
+                      f"set onnx.precision={t.precision}, or onnx=null so the trt stage makes its own")
 
 
-def preflight(s: Settings) -> None:
-    from ..tf.trt_convert import preflight as trt_preflight
-    trt_preflight()
+def check(s) -> None:
+    from ..tf.trt_convert import int_at_least, validate
+    if not _engine(s):
+        validate(dataclasses.asdict(s.trt))
+        return
+    if s.trt.max_batch_size is None:
+        raise ConfigError("trt.backend=tensorrt needs trt.max_batch_size, the largest batch of the "
+                          "engine's optimization profile: set it, e.g. trt.max_batch_size=8")
+    for key in ("max_batch_size", "max_workspace_size_bytes"):
+        int_at_least(dataclasses.asdict(s.trt), key, 1)
 
 
-def environment(s: Settings) -> dict:
+def preflight(s) -> None:
+    if _engine(s):
+        from ..tf.trt_engine import preflight as engine_preflight
+        trt_backend.require_tensorrt()
+        engine_preflight()
+    else:
+        from ..tf.trt_convert import preflight as trt_preflight
+        trt_preflight()
+    trt_backend.require_precision(s.trt.precision)
+
+
+def environment(s) -> dict:
+    if _engine(s):
+        return trt_backend.environment()
     from ..tf.trt_convert import environment as trt_environment
     return trt_environment()
 
 
-def run(inputs, s: Settings, out: Path, log) -> dict:
+def run(inputs, s, out: Path, log) -> dict:
+    if _engine(s):
+        return _run_engine(inputs, s.trt, s.timing_cache, out, log)
     from ..tf.measure import run_frozen
     from ..tf.trt_convert import TOLERANCE, convert
 
@@ -58,18 +133,63 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     checked = deploy.parity(freeze, deploy.parity_feeds(graph_inputs, batch, data),
                             lambda f: run_frozen(path, dict(zip(names, f)), outputs),
                             f"TF-TRT {t.precision} graph", "trt", t.tolerance, TOLERANCE[t.precision])
-    return {**meta, "batch_size": batch, "inputs": graph_inputs, "outputs": freeze.metadata["outputs"], **checked}
+    return {**meta, "backend": "tf-trt", "batch_size": batch, "inputs": graph_inputs,
+            "outputs": freeze.metadata["outputs"], **checked}
+
+
+def _run_engine(inputs, t: EngineCfg, timing_cache: str, out: Path, log) -> dict:
+    from ..tf import trt_engine
+    from ..tf.measure import node_of
+    from ..tf.trt_convert import TOLERANCE
+
+    freeze, model = inputs["freeze"], inputs["onnx"]
+    graph_inputs, outputs = deploy.graph_io(freeze)
+    onnx_inputs = model.metadata["inputs"]
+    data = deploy.calibration(freeze, "trt", t.calibration, False, log)  # parity inputs, where given
+    path = out / ENGINE
+    meta = trt_engine.build(model.path / ONNX, path, inputs=onnx_inputs, precision=t.precision,
+                            max_batch_size=t.max_batch_size, workspace=t.max_workspace_size_bytes,
+                            timing_cache=timing_cache)
+    names = [i["name"] for i in onnx_inputs]   # the frozen graph's inputs, in its order
+    batch = meta["profile"][names[0]]["opt"][0]
+    checked = deploy.parity(freeze, deploy.parity_feeds(graph_inputs, batch, data),
+                            lambda f: trt_engine.run(path, dict(zip(names, f)), [node_of(o) for o in outputs]),
+                            f"TensorRT {t.precision} engine", "trt", t.tolerance, TOLERANCE[t.precision])
+    gpu = trt_backend.gpu() or {}
+    return {**meta, "backend": "tensorrt", "precision": t.precision, "gpu": gpu.get("name"),
+            "compute_capability": gpu.get("compute_capability"), "batch_size": batch,
+            "inputs": [{**i, "shape": [batch, *i["shape"][1:]]} for i in onnx_inputs],
+            "outputs": freeze.metadata["outputs"], **checked}
 
 
 def bench(artifact, b, inputs) -> dict:
-    from ..tf.measure import latency_frozen, seeded_batch
-    meta = artifact.metadata
-    feeds = {i["name"]: seeded_batch(i["shape"][1:], meta["batch_size"]) for i in meta["inputs"]}
-    return latency_frozen(artifact.path / ARTIFACT, feeds, [o["name"] for o in meta["outputs"]],
-                          warmup=b.warmup, runs=b.runs, threads=b.threads)
+    from ..tf.measure import latency_frozen, seeded_batch, versus_frozen
+    meta, freeze = artifact.metadata, inputs["freeze"]
+    if meta.get("backend") == "tensorrt":
+        figures = _bench_engine(artifact, b)
+    else:
+        feeds = {i["name"]: seeded_batch(i["shape"][1:], meta["batch_size"]) for i in meta["inputs"]}
+        figures = latency_frozen(artifact.path / ARTIFACT, feeds, [o["name"] for o in meta["outputs"]],
+                                 warmup=b.warmup, runs=b.runs, threads=b.threads)
+    return versus_frozen(figures, deploy.frozen(freeze), *deploy.graph_io(freeze), warmup=b.warmup, runs=b.runs)
 
 
-SPEC = StageSpec("trt", settings, run, present=section("trt"),
-                 upstream=("freeze",), artifact=ARTIFACT, environment=environment,
+def _bench_engine(artifact, b) -> dict:
+    """The engine through TensorRT's runtime (Polygraphy's TrtRunner)."""
+    from ..tf.measure import model_feeds
+    from ..tf.trt_engine import latency
+    inputs = artifact.metadata["inputs"]   # at the batch the engine was checked at
+    feeds = dict(zip([i["name"] for i in inputs], model_feeds(inputs)))
+    return latency(artifact.path / ENGINE, feeds, warmup=b.warmup, runs=b.runs)
+
+
+def _upstream(cfg) -> tuple:
+    """An engine is built from the onnx stage's model (and checked against the frozen
+    graph); TF-TRT converts the frozen graph itself."""
+    return ("freeze", "onnx") if trt_backend.needs_onnx(cfg) else ("freeze",)
+
+
+SPEC = StageSpec("trt", settings, run, present=section("trt"), upstream=_upstream,
+                 artifact=lambda s: ENGINE if _engine(s) else ARTIFACT, environment=environment,
                  files=lambda s: deploy.calibration_input(s.trt.calibration),
                  check=check, preflight=preflight, bench=bench)

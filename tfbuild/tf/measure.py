@@ -6,6 +6,7 @@ functions behave the same whether or not eager execution was disabled.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfbuild.errors import NodeNotFound, ParityError, StageFailed, first_line
+from tfbuild.errors import NodeNotFound, ParityError, StageFailed, TfbuildError, first_line
 
 
 def seeded_batch(shape_without_batch: Sequence[int], batch_size: int, seed: int = 0) -> np.ndarray:
@@ -77,10 +78,37 @@ def latency_frozen(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Se
     Graph import and session creation are not timed; feeding and fetching are,
     as they are part of every real inference call.
     """
+    import tensorflow as tf
+
     threads = threads or os.cpu_count() or 1
     with frozen_session(frozen_pb, feeds, outputs, threads=threads) as (sess, fetches, feed_dict):
         return {**_time(lambda: sess.run(fetches, feed_dict), _batch_size(feeds.values()), warmup, runs),
-                "backend": "tensorflow", "threads": threads}
+                "backend": f"tensorflow {tf.__version__}", "threads": threads}
+
+
+def versus_frozen(figures: dict, frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], *,
+                  warmup: int = 3, runs: int = 20) -> dict:
+    """A deployed model's `figures` plus the frozen graph timed now, at the same batch
+    size and threads: `frozen_ms` and `speedup` (its median over the model's).
+
+    `inputs` are the graph's (name, shape, dtype). Where the graph cannot run at that
+    batch size (a fixed batch dimension), both are None and `frozen_error` says why:
+    the model's own figures stand.
+    """
+    try:
+        feeds = model_feeds(inputs, figures["batch_size"])
+        frozen = latency_frozen(frozen_pb, {i["name"]: f for i, f in zip(inputs, feeds)}, outputs,
+                                warmup=warmup, runs=runs, threads=figures.get("threads"))
+    except TfbuildError as e:
+        return {**figures, "frozen_ms": None, "speedup": None, "frozen_error": first_line(e)}
+    return {**figures, "frozen_ms": frozen["median_ms"], "speedup": frozen["median_ms"] / figures["median_ms"]}
+
+
+def model_feeds(inputs: Sequence[Mapping], batch_size: int | None = None) -> list[np.ndarray]:
+    """Seeded feeds for a model's recorded inputs (name, shape, dtype), in their order:
+    at `batch_size`, else at each input's own batch size (unknown: 1); scalars are zeros."""
+    return [seeded_batch(i["shape"][1:], batch_size or i["shape"][0] or 1).astype(i["dtype"])
+            if i["shape"] else np.zeros((), i["dtype"]) for i in inputs]
 
 
 def latency_tflite(model_path: Path, feeds: Sequence[np.ndarray], *, warmup: int = 3,
@@ -88,8 +116,35 @@ def latency_tflite(model_path: Path, feeds: Sequence[np.ndarray], *, warmup: int
     """Time set_tensor + invoke + get_tensor, the TFLite equivalent of session.run."""
     threads = threads or os.cpu_count() or 1
     interpreter = load_interpreter(model_path=str(model_path), num_threads=threads)
-    return {**_time(_tflite_runner(interpreter, feeds), _batch_size(feeds), warmup, runs),
-            "backend": "tflite", "threads": threads}
+    run = _tflite_runner(interpreter, feeds)
+    return {**_time(run, _batch_size(feeds), warmup, runs), "backend": tflite_runtime()[1],
+            "threads": threads, **xnnpack_ops(interpreter)}
+
+
+def xnnpack_ops(interpreter) -> dict:
+    """How many of the model's ops the XNNPACK delegate runs: `xnnpack_ops` of
+    `total_ops`, and `undelegated` ({op name: count}) for those left to TFLite's
+    own kernels, which explain a slow model (e.g. INT8 ops XNNPACK lacks).
+
+    The interpreter applies its default delegate (XNNPACK on CPU; our models have
+    no Flex ops) when tensors are allocated: each partition it takes becomes one
+    DELEGATE node appended after the model's ops, with the partition's input and
+    output tensors. The ops between them are the ones it took.
+    """
+    nodes = interpreter._get_ops_details()  # experimental, in tf.lite and LiteRT alike
+    ops = [n for n in nodes if n["op_name"] != "DELEGATE"]
+    producer = {t: op["index"] for op in ops for t in op["outputs"]}
+    taken = set()
+    for partition in (n for n in nodes if n["op_name"] == "DELEGATE"):
+        bound, todo = set(partition["inputs"]), list(partition["outputs"])
+        while todo:  # back from the partition's outputs to its inputs
+            t = todo.pop()
+            op = producer.get(t)
+            if t not in bound and op is not None and op not in taken:
+                taken.add(op)
+                todo.extend(nodes[op]["inputs"])
+    undelegated = collections.Counter(op["op_name"] for op in ops if op["index"] not in taken)
+    return {"xnnpack_ops": len(taken), "total_ops": len(ops), "undelegated": dict(sorted(undelegated.items()))}
 
 
 def onnx_session(model_path: Path, threads: int | None = None):
@@ -119,17 +174,30 @@ def latency_onnx(model_path: Path, feeds: Sequence[np.ndarray], *, warmup: int =
             "backend": f"onnxruntime {ort.__version__}", "threads": threads}
 
 
+def tflite_runtime():
+    """(Interpreter class, backend name with version) that runs .tflite models:
+    LiteRT's where `ai-edge-litert` is installed (tf.lite.Interpreter is deprecated
+    in its favour), TensorFlow's otherwise."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+        return tf.lite.Interpreter, f"tf.lite {tf.__version__}"
+    from importlib.metadata import version
+    return Interpreter, f"litert {version('ai-edge-litert')}"
+
+
 def load_interpreter(**kwargs):
-    """`tf.lite.Interpreter(**kwargs)` with tensors allocated.
+    """An interpreter of `tflite_runtime()` for `Interpreter(**kwargs)`, tensors allocated
+    (which applies the XNNPACK delegate).
 
-    TF 2.21 warns on every construction that tf.lite.Interpreter moves to the
-    ai_edge_litert package; that is not actionable here, so it is silenced.
+    tf.lite.Interpreter warns on every construction that it moves to LiteRT; without
+    LiteRT installed that is not actionable here, so exactly that warning is silenced.
     """
-    import tensorflow as tf
-
+    interpreter_class, _ = tflite_runtime()
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated")
-        interpreter = tf.lite.Interpreter(**kwargs)
+        warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated")
+        interpreter = interpreter_class(**kwargs)
     interpreter.allocate_tensors()
     return interpreter
 

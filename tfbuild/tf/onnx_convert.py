@@ -184,8 +184,11 @@ def _quantize(model, input_name: str, data: Optional[np.ndarray], batch_size: Op
             # onnxruntime's own pre-processing first: batch norm folded into the convolutions,
             # shapes inferred, so the quantizer sees what onnxruntime will run.
             quant_pre_process(str(src), str(src))
+            # Symmetric activations (zero point 0): the only Q/DQ form TensorRT's parser
+            # accepts, so one INT8 model serves onnxruntime and TensorRT alike.
             quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
+                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+                            extra_options={"ActivationSymmetric": True})
         except Exception as e:  # noqa: BLE001
             raise StageFailed(f"onnxruntime could not quantize the model to INT8: {first_line(e)}") from None
         finally:

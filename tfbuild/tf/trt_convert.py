@@ -13,17 +13,15 @@ no-op path and feed the build fingerprint.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import itertools
 import os
-import re
-import subprocess
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from tfbuild.precision import check_precision
 from tfbuild.errors import (BackendUnavailable, CalibrationError, ConfigError,
                             NodeNotFound, StageFailed, first_line)
+from tfbuild.trt_backend import CPU, INSTALL, TF_TRT_NEEDS, dist_version, gpu, tensorflow_version, tf_trt_problem
 
 # Parity bound: max |p_trt - p_frozen| over softmax probabilities (in [0, 1]).
 # FP32: TensorRT picks other kernels and, on Ampere+, TF32 math (10-bit
@@ -35,16 +33,14 @@ from tfbuild.errors import (BackendUnavailable, CalibrationError, ConfigError,
 TOLERANCE = {"FP32": 2e-3, "FP16": 1e-2, "INT8": 5e-2}
 
 
-_LAST_TF_WITH_TRT = (2, 17)
-_FIX = ("Build on a machine with an NVIDIA GPU and TensorFlow <=2.17 built with "
-        "TensorRT 8.6 (pip install 'tensorflow[and-cuda]==2.17.*' plus TensorRT "
-        "8.6), or use the tflite stage on CPU (e.g. target=tiny_tflite).")
+_FIX = (f"TF-TRT needs {TF_TRT_NEEDS} (pip install 'tensorflow[and-cuda]==2.17.*' plus TensorRT 8.6); "
+        f"or use trt.backend=tensorrt: {INSTALL}. {CPU}.")
 # Ops that carry no compute; grappler adds or drops them freely, so they are
 # left out of converted_share.
 _BOOKKEEPING_OPS = {"Placeholder", "Const", "Identity", "NoOp"}
 
 
-def _int_at_least(settings: Mapping, key: str, minimum: int,
+def int_at_least(settings: Mapping, key: str, minimum: int,
                   exc=ConfigError, prefix="trt."):
     value = settings[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -73,10 +69,10 @@ def validate(settings: Mapping) -> None:
                               "the largest batch you will serve, or set "
                               "trt.is_dynamic_op=true")
     else:
-        _int_at_least(s, "max_batch_size", 1)
-    _int_at_least(s, "max_workspace_size_bytes", 1)
-    _int_at_least(s, "minimum_segment_size", 1)
-    _int_at_least(s, "maximum_cached_engines", 1)
+        int_at_least(s, "max_batch_size", 1)
+    int_at_least(s, "max_workspace_size_bytes", 1)
+    int_at_least(s, "minimum_segment_size", 1)
+    int_at_least(s, "maximum_cached_engines", 1)
 
     # TF would silently switch INT8+calibration to dynamic mode; say it instead.
     if precision == "INT8" and not dynamic:
@@ -84,42 +80,17 @@ def validate(settings: Mapping) -> None:
                           "trt.is_dynamic_op=true")
 
 
-def _dist_version(*names: str) -> str | None:
-    for name in names:
-        try:
-            return importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def _gpu_name() -> str | None:
-    try:
-        proc = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    lines = [l.strip() for l in proc.stdout.splitlines() if l.strip()]
-    return lines[0] if proc.returncode == 0 and lines else None
-
-
 @functools.lru_cache(maxsize=None)
 def _environment() -> tuple:
-    return (("tensorflow", _dist_version("tensorflow", "tensorflow-cpu",
-                                         "tensorflow-gpu", "tf-nightly")),
-            ("tensorrt", _dist_version("tensorrt", "tensorrt-libs",
-                                       "nvidia-tensorrt")),
-            ("gpu", _gpu_name()))
+    found = gpu()
+    return (("tensorflow", tensorflow_version()),
+            ("tensorrt", dist_version("tensorrt", "tensorrt-libs", "nvidia-tensorrt")),
+            ("gpu", found and found["name"]))
 
 
 def environment() -> dict:
     """TF / TensorRT / GPU facts without importing TF; cached per process."""
     return dict(_environment())  # a copy, so callers cannot edit the cache
-
-
-def _version_tuple(version: str) -> tuple:
-    return tuple(int(p) for p in re.findall(r"\d+", version)[:2])
 
 
 def _vstr(ver: tuple) -> str:
@@ -128,20 +99,10 @@ def _vstr(ver: tuple) -> str:
 
 def preflight() -> None:
     """Raise BackendUnavailable unless TF-TRT can convert here. Cheap first."""
-    env = environment()
-    tf_version = env["tensorflow"]
-    if tf_version is None:
-        raise BackendUnavailable(f"TF-TRT is not available: TensorFlow is not "
-                                 f"installed. {_FIX}")
-    if _version_tuple(tf_version) > _LAST_TF_WITH_TRT:
-        raise BackendUnavailable(
-            f"TF-TRT is not available: TensorFlow {tf_version} has no TensorRT "
-            f"support (TF-TRT exists only in TensorFlow <=2.17 built with "
-            f"TensorRT 8.6, on an NVIDIA GPU). {_FIX}")
-    if env["gpu"] is None:
-        raise BackendUnavailable(
-            "TF-TRT is not available: no NVIDIA GPU found (nvidia-smi is missing "
-            "or failed), and TensorRT engines only run on one. " + _FIX)
+    problem = tf_trt_problem()
+    if problem:
+        raise BackendUnavailable(f"TF-TRT is not available: {problem}. {_FIX}")
+    tf_version = environment()["tensorflow"]
     # Only now pay for the TensorFlow import.
     from tensorflow.python.compiler.tensorrt import trt_convert as trt
     utils = trt._pywrap_py_utils

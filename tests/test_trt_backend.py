@@ -1,0 +1,572 @@
+"""trt.backend: which backend builds the trt stage (tf-trt, tensorrt, auto), the onnx
+stage the graph adds for a TensorRT engine, validation and pre-flight (issue: fast
+deployment on today's stacks).
+
+Choice, validation, pre-flight and the graph run everywhere, with this machine's
+probes faked where a test needs a GPU or the tensorrt wheel. Real engine builds
+need both and skip elsewhere with the reason.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tfbuild import trt_backend
+from tfbuild.engine.fingerprint import settings_record
+from tfbuild.errors import BackendUnavailable, StageFailed
+from tfbuild.tf import trt_engine
+
+REPO = Path(__file__).resolve().parents[1]
+L4 = {"name": "NVIDIA L4", "compute_capability": "8.9"}
+P4 = {"name": "Tesla P4", "compute_capability": "6.1"}
+P100 = {"name": "Tesla P100-PCIE-16GB", "compute_capability": "6.0"}
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """machine(...): fake what the probes find; the choice logic above them is real."""
+    def fake(tf="2.21.0", tf_trt_build=False, tensorrt=None, polygraphy=True, gpu=None):
+        monkeypatch.setattr(trt_backend, "tensorflow_version", lambda: tf)
+        monkeypatch.setattr(trt_backend, "tf_built_with_tensorrt", lambda: tf_trt_build)
+        monkeypatch.setattr(trt_backend, "tensorrt_version", lambda: tensorrt)
+        monkeypatch.setattr(trt_backend, "has_polygraphy", lambda: polygraphy)
+        monkeypatch.setattr(trt_backend, "gpu", lambda: gpu)
+        monkeypatch.setattr(trt_engine, "preflight", lambda: None)  # would import tensorrt
+    return fake
+
+
+def target_cfg(name: str, *overrides: str):
+    """The validated Config of a shipped target, as the command line would make it."""
+    importlib.import_module("tfbuild.cli")   # registers the targets' config source
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from tfbuild.config import validate
+    from tfbuild.targets import data_dir
+    with initialize_config_dir(config_dir=str(data_dir("conf")), version_base="1.3"):
+        return validate(OmegaConf.to_object(compose("config", overrides=[f"target={name}", *overrides])))
+
+
+def graph(name: str, *overrides: str) -> dict:
+    from tfbuild.engine.graph import make_graph
+    from tfbuild.stages import REGISTRY
+    return {n.name: n for n in make_graph(target_cfg(name, *overrides), REGISTRY)}
+
+
+def one_line_error(run) -> str:
+    lines = [l for l in run.err.splitlines() if l.strip()]
+    assert run.code == 2 and len(lines) == 1 and "Traceback" not in run.err, run.err
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- choice
+
+@pytest.mark.parametrize("found, chosen", [
+    (dict(tf="2.17.0", tf_trt_build=True, gpu=L4), "tf-trt"),            # TF-TRT where TensorFlow has it
+    (dict(tf="2.17.0", tf_trt_build=True, gpu=L4, tensorrt="10.9.0"), "tf-trt"),
+    (dict(tf="2.21.0", gpu=L4, tensorrt="10.9.0"), "tensorrt"),          # else the engine
+    (dict(tf="2.17.0", tf_trt_build=False, gpu=L4, tensorrt="11.1.0"), "tensorrt"),
+    (dict(tf="2.17.0", tf_trt_build=True, gpu=None), "tensorrt"),        # neither: planned, pre-flight says
+    (dict(tf="2.21.0"), "tensorrt"),
+])
+def test_auto_picks_tf_trt_where_tensorflow_has_it_else_tensorrt(machine, found, chosen):
+    machine(**found)
+    assert trt_backend.resolve("auto") == chosen
+    assert trt_backend.resolve("tf-trt") == "tf-trt" and trt_backend.resolve("tensorrt") == "tensorrt"
+
+
+@pytest.mark.parametrize("found, problem", [
+    (dict(tf=None), "TensorFlow is not installed"),
+    (dict(tf="2.18.0", tf_trt_build=True, gpu=L4), "TensorFlow 2.18.0 has no TF-TRT"),
+    (dict(tf="2.16.1", tf_trt_build=False, gpu=L4), "2.16.1 build has no TensorRT support"),
+    (dict(tf="2.17.0", tf_trt_build=True, gpu=None), "no NVIDIA GPU"),
+    (dict(tf="2.17.0", tf_trt_build=True, gpu=L4), None),
+])
+def test_tf_trt_problem(machine, found, problem):
+    machine(**found)
+    got = trt_backend.tf_trt_problem()
+    assert got == problem if problem is None else problem in got
+
+
+@pytest.mark.parametrize("found, problem", [
+    (dict(tensorrt=None, gpu=L4), "tensorrt wheel is not installed"),
+    (dict(tensorrt="8.6.1", gpu=L4), "TensorRT 8.6.1 is too old"),
+    (dict(tensorrt="10.9.0", polygraphy=False, gpu=L4), "Polygraphy is not installed"),
+    (dict(tensorrt="10.9.0", gpu=None), "no NVIDIA GPU"),
+    (dict(tensorrt="11.1.0", gpu=L4), None),
+])
+def test_tensorrt_problem(machine, found, problem):
+    machine(**found)
+    got = trt_backend.tensorrt_problem()
+    assert got == problem if problem is None else problem in got
+
+
+def test_tensorflow_build_record_is_read_without_importing_it():
+    import tensorflow as tf
+    trt_backend.tf_built_with_tensorrt.cache_clear()
+    assert trt_backend.tf_built_with_tensorrt() == bool(tf.sysconfig.get_build_info().get("is_tensorrt_build"))
+
+
+def test_gpu_probe_reads_nvidia_smi_and_falls_back_for_old_drivers(monkeypatch):
+    answers = {"name,compute_cap": (("NVIDIA H100 80GB HBM3", "9.0"),), "name": (("NVIDIA H100 80GB HBM3",),)}
+    monkeypatch.setattr(trt_backend, "_nvidia_smi", lambda query: answers[query])
+    assert trt_backend.gpu() == {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
+    answers["name,compute_cap"] = ()   # a driver without the field refuses the query
+    assert trt_backend.gpu() == {"name": "NVIDIA H100 80GB HBM3", "compute_capability": None}
+    answers["name"] = ()
+    assert trt_backend.gpu() is None
+
+
+def test_probes_and_planning_never_import_tensorflow_or_tensorrt(project):
+    code = ("import sys; from tfbuild import trt_backend as b; b.resolve('auto'); b.environment(); "
+            "b.tensorrt_problem(); from tfbuild.cli import main; "
+            "assert main(['target=densenet_trt_fp16', 'dry_run=true', 'bench.enabled=false']) == 0; "
+            "heavy = {'tensorflow', 'tensorrt', 'polygraphy', 'onnx'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------- validation, pre-flight
+
+def test_unknown_backend_lists_the_choices(project, tfbuild):
+    line = one_line_error(tfbuild("target=tiny_trt", "trt.backend=fastest"))
+    assert "trt.backend='fastest' is unknown: use one of auto, tf-trt, tensorrt" in line
+    assert not Path("build").exists()
+
+
+def test_backend_is_written_in_any_case(project):
+    assert target_cfg("tiny_trt", "trt.backend=TensorRT").trt.backend == "tensorrt"
+    assert target_cfg("tiny_trt", "trt.backend=TF-TRT").trt.backend == "tf-trt"
+
+
+def test_shipped_trt_targets_use_auto(project):
+    for name in ("tiny_trt", "densenet_trt", "densenet_trt_fp16"):
+        assert target_cfg(name).trt.backend == "auto", name
+
+
+@pytest.mark.parametrize("found, expect", [
+    (dict(gpu=L4, tensorrt=None), ["tensorrt wheel is not installed", "pip install 'tfbuild[tensorrt]'"]),
+    (dict(gpu=None, tensorrt="10.9.0"), ["no NVIDIA GPU"]),
+    (dict(gpu=L4, tensorrt="10.9.0", polygraphy=False), ["Polygraphy is not installed",
+                                                          "pip install 'tfbuild[tensorrt]'"]),
+])
+def test_tensorrt_without_wheel_or_gpu_stops_before_upstream_work(project, tfbuild, machine, found, expect):
+    machine(**found)
+    line = one_line_error(tfbuild("target=tiny_trt", "trt.backend=tensorrt"))
+    for text in expect + ["target=tiny_onnx", "target=tiny_tflite", "tf-trt backend: TensorFlow 2.21.0 has no TF-TRT"]:
+        assert text in line
+    assert not Path("build/store").exists()  # no upstream stage ran
+
+
+def test_tensorrt_missing_says_when_tf_trt_works_here(project, tfbuild, machine):
+    machine(tf="2.17.0", tf_trt_build=True, gpu=L4, tensorrt=None)
+    line = one_line_error(tfbuild("target=tiny_trt", "trt.backend=tensorrt"))
+    assert "tf-trt backend: works here: set trt.backend=tf-trt" in line
+
+
+def test_auto_with_neither_backend_names_both_ways_and_the_cpu_stages(project, tfbuild, machine):
+    machine(tf="2.21.0", gpu=None, tensorrt=None)
+    line = one_line_error(tfbuild("target=tiny_trt"))
+    for text in ("TensorRT engines cannot be built here", "tensorrt backend:", "tf-trt backend:",
+                 "TensorFlow <=2.17", "target=tiny_onnx", "target=tiny_tflite"):
+        assert text in line
+    assert not Path("build/store").exists()
+
+
+def test_tf_trt_on_tensorflow_2_18_and_later_says_why(project, tfbuild, machine):
+    machine(tf="2.18.0", tf_trt_build=True, gpu=L4)
+    line = one_line_error(tfbuild("target=tiny_trt", "trt.backend=tf-trt"))
+    assert line.startswith("tfbuild: error: TF-TRT is not available: TensorFlow 2.18.0 has no TF-TRT "
+                           "(TensorFlow 2.18 removed it). TF-TRT needs TensorFlow <=2.17")
+    assert "or use trt.backend=tensorrt: pip install 'tfbuild[tensorrt]'" in line and "target=tiny_tflite" in line
+    assert not Path("build/store").exists()
+
+
+@pytest.mark.parametrize("gpu, precision, expect", [
+    (P4, "FP16", "the Tesla P4 (compute capability 6.1) has no TensorRT FP16 kernels; use FP32, INT8"),
+    (P100, "INT8", "the Tesla P100-PCIE-16GB (compute capability 6.0) has no TensorRT INT8 kernels; "
+                   "use FP32, FP16"),
+])
+def test_reduced_precision_the_gpu_cannot_run_is_refused(project, tfbuild, machine, gpu, precision, expect):
+    machine(gpu=gpu, tensorrt="10.9.0")
+    line = one_line_error(tfbuild("target=tiny_trt", "trt.backend=tensorrt", f"trt.precision={precision}"))
+    assert f"trt.precision={precision}: {expect}" in line
+    assert not Path("build/store").exists()
+
+
+def test_precision_check_passes_where_the_gpu_has_kernels_or_cannot_say(machine):
+    for found in (L4, {"name": "old driver", "compute_capability": None}, None):
+        machine(gpu=found)
+        for precision in ("FP32", "FP16", "INT8"):
+            trt_backend.require_precision(precision)
+
+
+def test_tensorrt_needs_a_max_batch_size(project, tfbuild, machine):
+    machine(gpu=L4, tensorrt="10.9.0")
+    line = one_line_error(tfbuild("target=tiny_trt", "trt.backend=tensorrt", "trt.max_batch_size=null",
+                                  "dry_run=true"))
+    assert "trt.backend=tensorrt needs trt.max_batch_size" in line
+
+
+@pytest.mark.parametrize("tensorrt, overrides, expect", [
+    ("10.9.0", ["onnx.batch_size=1", "trt.max_batch_size=8"], "set onnx.batch_size=null, or trt.max_batch_size=1"),
+    ("10.9.0", ["onnx.batch_size=null", "trt.precision=INT8"], "trt.precision=INT8 builds on the onnx stage's FP32 model: "
+                                              "set onnx.precision=INT8, or onnx=null"),
+    ("11.1.0", ["onnx.batch_size=null", "trt.precision=FP16"], "FP32 model (TensorRT 11 types the network from it)"),
+])
+def test_the_targets_own_onnx_section_must_fit_the_engine(project, tfbuild, machine, tensorrt, overrides, expect):
+    machine(gpu=L4, tensorrt=tensorrt)
+    line = one_line_error(tfbuild("target=tiny_trt", "+onnx=fp32", "trt.backend=tensorrt", *overrides))
+    assert expect in line
+
+
+def test_fp16_engine_from_an_fp32_onnx_model_on_tensorrt_10(project, machine):
+    machine(gpu=L4, tensorrt="10.9.0")   # the FP16 builder flag does it
+    nodes = graph("tiny_trt", "+onnx=fp32", "onnx.batch_size=null", "trt.backend=tensorrt", "trt.precision=FP16")
+    assert nodes["onnx"].settings.onnx.precision == "FP32" and nodes["trt"].settings.trt.precision == "FP16"
+
+
+# ----------------------------------------------------------------------------- the graph
+
+def test_dry_run_plans_the_onnx_stage_for_an_engine(project, tfbuild, machine):
+    machine(gpu=L4, tensorrt="10.9.0")
+    run = tfbuild("dry_run=true", "target=densenet_trt_fp16", "trt.backend=tensorrt")
+    assert run.code == 0, run.err
+    assert run.status() == {s: "planned" for s in ("train", "placeholder", "freeze", "onnx", "trt")}
+    assert run.report["stages"][-1]["artifact"].endswith("model.engine")
+
+
+def test_tf_trt_plan_has_no_onnx_stage(project, tfbuild, machine):
+    machine(tf="2.17.0", tf_trt_build=True, gpu=L4)
+    run = tfbuild("dry_run=true", "target=densenet_trt_fp16")   # auto
+    assert run.code == 0, run.err
+    assert list(run.status()) == ["train", "placeholder", "freeze", "trt"]
+    assert run.report["stages"][-1]["artifact"].endswith("trt.pb")
+
+
+@pytest.mark.parametrize("max_batch, onnx_batch", [(8, None), (32, None), (1, 1)])
+def test_the_added_onnx_stage_follows_the_trt_settings(project, machine, max_batch, onnx_batch):
+    machine(gpu=L4, tensorrt="10.9.0")
+    nodes = graph("densenet_trt", "trt.precision=INT8", f"trt.max_batch_size={max_batch}")  # auto
+    onnx, trt = nodes["onnx"].settings.onnx, nodes["trt"]
+    assert (onnx.precision, onnx.batch_size, onnx.opset) == ("INT8", onnx_batch, 17)
+    assert onnx.calibration == target_cfg("densenet_trt").trt.calibration   # quantized on trt's data
+    assert trt.deps == ("freeze", "onnx") and trt.spec.artifact == "model.engine"
+    assert nodes["onnx"].files["calibration"][0].name == "densenet169_calibration.npy"
+
+
+def test_a_sweep_over_trt_keys_shares_onnx_models_and_engines(project, machine):
+    machine(gpu=L4, tensorrt="10.9.0")
+    record = {b: {name: settings_record(n.settings) for name, n in graph("densenet_trt", *args).items()}
+              for b, args in {8: ["trt.max_batch_size=8"], 32: ["trt.max_batch_size=32"],
+                              "segments": ["trt.max_batch_size=32", "trt.minimum_segment_size=9",
+                                           "trt.is_dynamic_op=false"]}.items()}
+    assert record[8]["onnx"] == record[32]["onnx"]               # one ONNX model for every batch cap
+    assert record[8]["trt"] != record[32]["trt"]
+    assert record[32]["trt"] == record["segments"]["trt"]        # TF-TRT-only keys are not an engine's identity
+
+
+def test_engine_identity_is_the_backend_used_and_this_gpu(project, machine, monkeypatch):
+    machine(gpu=L4, tensorrt="10.9.0")
+    auto, named = graph("tiny_trt")["trt"], graph("tiny_trt", "trt.backend=tensorrt")["trt"]
+    assert settings_record(auto.settings) == settings_record(named.settings)
+    record = settings_record(named.settings)
+    assert record["trt.backend"] == "tensorrt" and "timing_cache" not in record
+    assert not {"trt.minimum_segment_size", "trt.is_dynamic_op", "trt.maximum_cached_engines"} & set(record)
+    env = named.spec.environment(named.settings)
+    assert env == {"tensorrt": "10.9.0", "polygraphy": trt_backend.dist_version("polygraphy"),
+                   "gpu": "NVIDIA L4", "compute_capability": "8.9"}
+    monkeypatch.setattr(trt_backend, "gpu", lambda: {"name": "NVIDIA H100", "compute_capability": "9.0"})
+    assert named.spec.environment(named.settings) != env   # never reused on another GPU
+
+
+def test_timing_cache_lives_in_build_dir_per_tensorrt_and_gpu(project, machine):
+    machine(gpu=L4, tensorrt="10.9.0")
+    cache = Path(graph("tiny_trt", "trt.backend=tensorrt", "build_dir=out")["trt"].settings.timing_cache)
+    assert cache == Path("out/.tfbuild/trt-timing-10.9.0-NVIDIA-L4-sm8.9.cache")
+
+
+def test_a_target_with_its_own_onnx_section_keeps_it(project, machine):
+    machine(gpu=L4, tensorrt="10.9.0")
+    nodes = graph("tiny_trt", "+onnx=fp16", "onnx.batch_size=null", "onnx.opset=13", "trt.backend=tensorrt")
+    assert (nodes["onnx"].settings.onnx.opset, nodes["onnx"].settings.onnx.precision) == (13, "FP16")
+    nodes = graph("tiny_trt", "+onnx=fp32", "trt.backend=tf-trt")
+    assert nodes["trt"].deps == ("freeze",) and "onnx" in nodes   # both built, independently
+
+
+def test_engine_upstream_and_artifact_may_depend_on_settings():
+    """The engine's generic hooks: `upstream` a function of the config, `artifact` of the settings."""
+    from tfbuild.engine.graph import make_graph
+    from tfbuild.engine.spec import Registry, StageSpec, section
+
+    @dataclass
+    class C:
+        a: object = 1
+        b: object = 1
+        via: str = "a"
+
+    def stage(name, **kw):
+        return StageSpec(name, lambda cfg, deps: deps, lambda *a: {}, present=section(name), **kw)
+
+    reg = Registry((stage("a"), stage("b", upstream=lambda cfg: (cfg.via,),
+                                      artifact=lambda deps: f"from-{deps[0]}.bin")))
+    assert make_graph(C(), reg)[1].spec.upstream == ("a",)
+    assert make_graph(C(), reg)[1].spec.artifact == "from-a.bin"
+    with pytest.raises(ValueError, match="upstream 'b' must be registered first"):
+        make_graph(C(via="b"), reg)
+    with pytest.raises(ValueError, match="upstream 'z' must be registered first"):
+        make_graph(C(via="z"), reg)
+
+
+# ----------------------------------------------------------------------------- engine helpers (no GPU)
+
+def test_profile_spans_one_to_max_where_the_onnx_batch_is_dynamic():
+    inputs = [{"name": "input", "shape": [None, 32, 32, 3]}, {"name": "scale", "shape": [4, 1]}]
+    assert trt_engine.profile(inputs, 8) == {
+        "input": ((1, 32, 32, 3), (8, 32, 32, 3), (8, 32, 32, 3)),
+        "scale": ((4, 1), (4, 1), (4, 1))}   # a fixed ONNX batch is the profile
+    with pytest.raises(StageFailed, match="needs all but the batch fixed"):
+        trt_engine.profile([{"name": "image", "shape": [None, None, None, 3]}], 8)
+
+
+def test_layers_are_counted_by_the_precision_they_read():
+    layers = [
+        {"Inputs": [{"Format/Datatype": "Row major linear FP32 format"}], "Outputs": [{"Format/Datatype": "Int8"}]},
+        {"Inputs": [{"Format/Datatype": "Int8"}], "Outputs": [{"Format/Datatype": "Float"}]},
+        {"Inputs": [{"Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}]},
+        {"Inputs": [{"Format/Datatype": "Half"}, {"Format/Datatype": "Float"}]},
+        {"Inputs": [{"Format/Datatype": "Int32"}], "Outputs": [{"Format/Datatype": "Float"}]},   # shape math
+        {"Inputs": [{"Format/Datatype": "Row major linear BFloat16 format"}]},
+        {"Inputs": [{"Format/Datatype": "Int64"}], "Outputs": [{"Format/Datatype": "Bool"}]},
+        "conv1 + relu1",   # profiling verbosity without details
+    ]
+    assert trt_engine.layer_precisions(layers) == {"BF16": 1, "FP16": 2, "FP32": 2, "INT8": 1, "other": 2}
+
+
+def _qdq_model(zero_point: int):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(zero_point, np.int8), "z")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="q"),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dq")]
+    return helper.make_model(helper.make_graph(nodes, "qdq", [x], [y], inits))
+
+
+def test_asymmetric_qdq_nodes_are_found_before_tensorrt_parses_them(tmp_path):
+    import onnx
+    assert trt_engine.asymmetric_qdq(_qdq_model(0)) == []
+    assert trt_engine.asymmetric_qdq(_qdq_model(-3)) == ["q", "dq"]
+    onnx.save(_qdq_model(-3), tmp_path / "m.onnx")
+    with pytest.raises(StageFailed, match=r"asymmetric \(2 with a non-zero zero point, e.g. q\): TensorRT takes"):
+        trt_engine._check_qdq(tmp_path / "m.onnx")
+
+
+def test_the_onnx_stage_int8_model_is_tensorrt_ready(project, tfbuild, shared_build):
+    import onnx
+    run = tfbuild("target=tiny_onnx", "onnx.precision=INT8", f"build_dir={shared_build}",
+                  f"lock_file={shared_build}/trt_backend.lock")
+    assert run.code == 0, run.err
+    assert trt_engine.asymmetric_qdq(onnx.load(run.report["artifact"])) == []
+
+
+class _Polygraphy:
+    """Stands in for tensorrt and polygraphy.backend.trt: records what build() asks of them."""
+
+    def __init__(self, version: str, fail: bool = False):
+        self.calls, self.fail = {}, fail
+        self.trt = types.SimpleNamespace(
+            __version__=version, MemoryPoolType=types.SimpleNamespace(WORKSPACE="WORKSPACE"),
+            ProfilingVerbosity=types.SimpleNamespace(DETAILED="DETAILED"),
+            LayerInformationFormat=types.SimpleNamespace(JSON="JSON"))
+        logger = types.SimpleNamespace(ERROR=40, verbosity=lambda level: contextlib.nullcontext())
+        self.modules = {"tensorrt": self.trt, "polygraphy": types.ModuleType("polygraphy"),
+                        "polygraphy.backend": types.ModuleType("polygraphy.backend"),
+                        "polygraphy.backend.trt": types.SimpleNamespace(
+                            CreateConfig=self.record("config", None), Profile=self.Profile,
+                            NetworkFromOnnxPath=self.record("network", None),
+                            EngineBytesFromNetwork=self.record("build", lambda: self.built()),
+                            EngineFromBytes=self.record("load", lambda: self.engine())),
+                        "polygraphy.logger": types.SimpleNamespace(G_LOGGER=logger)}
+
+    def record(self, name, result):
+        def call(*args, **kwargs):
+            self.calls[name] = (args, kwargs)
+            return result
+        return call
+
+    class Profile(dict):
+        def add(self, name, min, opt, max):
+            self[name] = (min, opt, max)
+            return self
+
+    def built(self):
+        if self.fail:
+            raise RuntimeError("Failed to parse ONNX model.\nIn node 3 ...")
+        return b"serialized engine"
+
+    def engine(self):
+        layers = [{"Inputs": [{"Format/Datatype": "Half"}]}, {"Inputs": [{"Format/Datatype": "Float"}]}]
+        info = json.dumps({"Layers": layers, "Bindings": ["input", "probs"]})
+        inspector = types.SimpleNamespace(get_engine_information=lambda fmt: info)
+        return types.SimpleNamespace(hardware_compatibility_level=types.SimpleNamespace(name="NONE"),
+                                     create_engine_inspector=lambda: inspector)
+
+
+INPUTS = [{"name": "input", "shape": [None, 32, 32, 3], "dtype": "float32"}]
+
+
+@pytest.mark.parametrize("version, strong, flags", [
+    ("10.9.0", False, {"fp16": True, "int8": False}),   # TensorRT 10: the precision flags
+    ("11.1.0", True, {}),                               # TensorRT 11: strong typing, no flag exists
+])
+def test_build_asks_tensorrt_for_profile_workspace_cache_and_precision(monkeypatch, tmp_path, version, strong, flags):
+    fake = _Polygraphy(version)
+    for name, module in fake.modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    cache, out = tmp_path / "bd/.tfbuild/trt-timing.cache", tmp_path / "model.engine"
+    meta = trt_engine.build(tmp_path / "model.onnx", out, inputs=INPUTS, precision="FP16", max_batch_size=8,
+                            workspace=1 << 28, timing_cache=str(cache))
+    config = fake.calls["config"][1]
+    assert config["profiles"] == [{"input": ((1, 32, 32, 3), (8, 32, 32, 3), (8, 32, 32, 3))}]
+    assert config["memory_pool_limits"] == {"WORKSPACE": 1 << 28}
+    assert config["load_timing_cache"] is None and cache.parent.is_dir()   # none yet: TensorRT starts empty
+    assert {k: config[k] for k in ("fp16", "int8") if k in config} == flags
+    assert fake.calls["network"] == ((str(tmp_path / "model.onnx"),), {"strongly_typed": strong})
+    assert fake.calls["build"][1]["save_timing_cache"] == str(cache)
+    assert out.read_bytes() == b"serialized engine"
+    assert meta == {"tensorrt": version, "strongly_typed": strong, "hardware_compatibility_level": "NONE",
+                    "profile": {"input": {"min": [1, 32, 32, 3], "opt": [8, 32, 32, 3], "max": [8, 32, 32, 3]}},
+                    "layers": {"FP16": 1, "FP32": 1}, "size_bytes": len(b"serialized engine")}
+    cache.write_bytes(b"tactics")
+    trt_engine.build(tmp_path / "model.onnx", out, inputs=INPUTS, precision="FP16", max_batch_size=8,
+                     workspace=1 << 28, timing_cache=str(cache))
+    assert fake.calls["config"][1]["load_timing_cache"] == str(cache)   # the next build starts from it
+
+
+def test_build_failure_is_one_line_and_leaves_no_engine(monkeypatch, tmp_path):
+    fake = _Polygraphy("10.9.0", fail=True)
+    for name, module in fake.modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    with pytest.raises(StageFailed) as info:
+        trt_engine.build(tmp_path / "model.onnx", tmp_path / "model.engine", inputs=INPUTS, precision="FP32",
+                         max_batch_size=1, workspace=1, timing_cache=str(tmp_path / "t.cache"))
+    assert str(info.value) == ("TensorRT 10.9.0 could not build a FP32 engine from model.onnx: "
+                               "Failed to parse ONNX model.")
+    assert not list(tmp_path.glob("model.engine*"))
+
+
+def test_engine_preflight_says_when_tensorrt_cannot_start(monkeypatch):
+    class Broken:
+        __version__ = "10.9.0"
+
+        class Logger:
+            ERROR = 0
+
+            def __init__(self, level):
+                pass
+
+        def Builder(self, logger):
+            raise RuntimeError("CUDA initialization failure with error: 35\nmore")
+
+    monkeypatch.setitem(sys.modules, "tensorrt", Broken())
+    with pytest.raises(BackendUnavailable, match="TensorRT cannot start here: CUDA initialization failure "
+                                                 "with error: 35; check the NVIDIA driver"):
+        trt_engine.preflight()
+
+
+def test_engine_stage_runs_end_to_end_with_onnxruntime_standing_in_for_tensorrt(project, tfbuild, machine,
+                                                                                 monkeypatch, shared_build):
+    """Everything of the tensorrt route but TensorRT itself: the added onnx stage is built for
+    real, the "engine" is that ONNX model, run and timed by onnxruntime."""
+    from tfbuild.cli import main
+    from tfbuild.tf.measure import latency_onnx, run_onnx
+    machine(gpu=L4, tensorrt="10.9.0")
+    seen = {}
+
+    def build(onnx_path, out, *, inputs, precision, max_batch_size, workspace, timing_cache):
+        seen.update(inputs=inputs, precision=precision, timing_cache=timing_cache)
+        out.write_bytes(onnx_path.read_bytes())
+        shapes = trt_engine.profile(inputs, max_batch_size)
+        return {"tensorrt": "10.9.0", "layers": {"FP32": 1},
+                "profile": {n: dict(zip(("min", "opt", "max"), map(list, s))) for n, s in shapes.items()}}
+
+    monkeypatch.setattr(trt_engine, "build", build)
+    monkeypatch.setattr(trt_engine, "run", lambda path, feeds, outputs: run_onnx(path, list(feeds.values())))
+    monkeypatch.setattr(trt_engine, "latency", lambda path, feeds, warmup, runs: latency_onnx(
+        path, list(feeds.values()), warmup=warmup, runs=runs))
+    common = ["target=tiny_trt", "trt.precision=FP32", f"build_dir={shared_build}",
+              f"lock_file={shared_build}/trt_backend.lock"]
+    run = tfbuild(*common)   # auto: the engine route on this (faked) machine
+    assert run.code == 0, run.err
+    assert [s["name"] for s in run.report["stages"]] == ["train", "placeholder", "freeze", "onnx", "trt"]
+    assert seen["inputs"] == [{"name": "input", "dtype": "float32", "shape": [None, 32, 32, 3]}]  # dynamic
+    assert seen["timing_cache"].startswith(str(shared_build / ".tfbuild" / "trt-timing-10.9.0-NVIDIA-L4"))
+    meta = run.report["metadata"]
+    assert (meta["backend"], meta["precision"], meta["batch_size"], meta["gpu"], meta["compute_capability"]) == \
+        ("tensorrt", "FP32", 8, "NVIDIA L4", "8.9")
+    assert meta["inputs"] == [{"name": "input", "dtype": "float32", "shape": [8, 32, 32, 3]}]
+    assert meta["parity_max_abs_diff"] < 1e-4 and meta["parity_tolerance"] == 2e-3
+    final = run.report["stages"][-1]
+    assert final["artifact"].endswith("model.engine") and final["size"] == Path(final["artifact"]).stat().st_size
+    again = tfbuild(*common, "trt.minimum_segment_size=9", "trt.backend=tensorrt")
+    assert again.status()["trt"] == "fresh", again.reasons()
+    assert main([*common, "report_file=r.json", "bench.runs=2", "bench.warmup=0"]) == 0
+    bench = json.loads(Path("r.json").read_text())["benchmark"]
+    assert bench["batch_size"] == 8 and bench["median_ms"] > 0
+
+
+# ----------------------------------------------------------------------------- real engines (GPU + wheel)
+
+TENSORRT_SKIP = trt_backend.tensorrt_problem()
+needs_tensorrt = pytest.mark.skipif(TENSORRT_SKIP is not None,
+                                    reason=f"tensorrt backend unavailable here: {TENSORRT_SKIP}")
+
+
+@needs_tensorrt
+@pytest.mark.parametrize("precision", ["FP32", "FP16", "INT8"])
+def test_real_engine(project, tfbuild, shared_build, precision):
+    import numpy as np
+    common = ["target=tiny_trt", "trt.backend=tensorrt", f"build_dir={shared_build}",
+              f"lock_file={shared_build}/trt_backend.lock"]
+    run = tfbuild(*common, f"trt.precision={precision}")
+    assert run.code == 0, run.err
+    meta = run.report["metadata"]
+    assert (meta["backend"], meta["precision"], meta["batch_size"]) == ("tensorrt", precision, 8)
+    assert meta["tensorrt"] == trt_backend.tensorrt_version() and meta["compute_capability"]
+    assert meta["strongly_typed"] == trt_backend.strongly_typed(meta["tensorrt"])
+    assert meta["parity_max_abs_diff"] <= meta["parity_tolerance"]
+    assert meta["profile"]["input"] == {"min": [1, 32, 32, 3], "opt": [8, 32, 32, 3], "max": [8, 32, 32, 3]}
+    assert meta["layers"].get(precision, 0) > 0, meta["layers"]
+    engine = Path(run.report["artifact"])
+    assert engine.name == "model.engine" and run.status()["onnx"] in ("built", "fresh")
+    assert list((shared_build / ".tfbuild").glob("trt-timing-*.cache"))
+    # a dynamic profile runs any batch up to its max
+    probs = trt_engine.run(engine, {"input": np.zeros((1, 32, 32, 3), np.float32)}, ["probs"])[0]
+    assert probs.shape == (1, 2) and abs(float(probs.sum()) - 1) < 1e-2
+    again = tfbuild(*common, f"trt.precision={precision}", "trt.minimum_segment_size=7")
+    assert again.status()["trt"] == "fresh"   # a TF-TRT-only key does not rebuild an engine
+
+
+@needs_tensorrt
+def test_real_engine_benchmark_runs_through_tensorrt(project):
+    import json
+
+    from tfbuild.cli import main
+    assert main(["target=tiny_trt", "trt.backend=tensorrt", "report_file=r.json", "bench.runs=5"]) == 0
+    bench = json.loads(Path("r.json").read_text())["benchmark"]
+    assert bench["backend"] == f"tensorrt {trt_backend.tensorrt_version()}" and bench["median_ms"] > 0
+    assert bench["batch_size"] == 8 and bench["gpu"]
