@@ -26,6 +26,9 @@ PARITY_BATCH = 2
 @dataclass(frozen=True)
 class Settings:
     onnx: OnnxCfg
+    # INT8 activations with zero point 0, for a TensorRT engine: its parser takes no
+    # other Q/DQ form, while onnxruntime on a CPU runs asymmetric ones ~30% faster.
+    symmetric: bool = False
 
 
 def present(cfg) -> bool:
@@ -35,9 +38,11 @@ def present(cfg) -> bool:
 def settings(cfg, deps) -> Settings:
     if cfg.onnx is None:   # the model a TensorRT engine is built from
         deploy.check_calibration(cfg, "trt")
-        return Settings(for_trt(cfg))
-    deploy.check_calibration(cfg, "onnx")
-    return Settings(cfg.onnx)
+        o = for_trt(cfg)
+    else:
+        deploy.check_calibration(cfg, "onnx")
+        o = cfg.onnx
+    return Settings(o, symmetric=o.precision == "INT8" and trt_backend.needs_onnx(cfg))
 
 
 def for_trt(cfg) -> OnnxCfg:
@@ -64,7 +69,7 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     data = deploy.calibration(freeze, "onnx", o.calibration, o.precision == "INT8", log)
     path = out / ARTIFACT
     meta = convert(deploy.frozen(freeze), graph_inputs, outputs, opset=o.opset, batch_size=o.batch_size,
-                   precision=o.precision, calibration=data, out=path)
+                   precision=o.precision, calibration=data, symmetric=s.symmetric, out=path)
     feeds = deploy.parity_feeds(graph_inputs, o.batch_size or PARITY_BATCH, data)
     return {**meta, **deploy.parity(freeze, feeds, lambda f: run_onnx(path, f), f"ONNX {o.precision} model",
                                     "onnx", o.tolerance, TOLERANCE[o.precision])}

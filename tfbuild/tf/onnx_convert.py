@@ -33,7 +33,8 @@ def preflight() -> None:
 
 
 def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], *, opset: int,
-            batch_size: Optional[int], precision: str, calibration: Optional[np.ndarray], out: Path) -> dict:
+            batch_size: Optional[int], precision: str, calibration: Optional[np.ndarray], out: Path,
+            symmetric: bool = False) -> dict:
     """Write `out` (.onnx); return its metadata."""
     import onnx
     import tf2onnx
@@ -56,7 +57,7 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], 
         from onnxruntime.transformers.float16 import convert_float_to_float16
         model = convert_float_to_float16(model, keep_io_types=True)
     if precision == "INT8":
-        model = _quantize(model, names[0], calibration, batch_size)
+        model = _quantize(model, names[0], calibration, batch_size, symmetric)
     _canonical(model.graph)
     for field in (model.graph.initializer, model.graph.value_info):  # the quantizer's order varies
         items = sorted(field, key=lambda item: item.name)
@@ -156,8 +157,10 @@ def _topological(nodes: list, key: dict) -> list:
     return order if len(order) == len(nodes) else nodes
 
 
-def _quantize(model, input_name: str, data: Optional[np.ndarray], batch_size: Optional[int]):
-    """Static INT8 quantization into Q/DQ pairs, calibrated on `data`."""
+def _quantize(model, input_name: str, data: Optional[np.ndarray], batch_size: Optional[int],
+              symmetric: bool):
+    """Static INT8 quantization into Q/DQ pairs, calibrated on `data`; `symmetric`
+    activations (zero point 0) for TensorRT, whose parser takes no other form."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
@@ -184,11 +187,9 @@ def _quantize(model, input_name: str, data: Optional[np.ndarray], batch_size: Op
             # onnxruntime's own pre-processing first: batch norm folded into the convolutions,
             # shapes inferred, so the quantizer sees what onnxruntime will run.
             quant_pre_process(str(src), str(src))
-            # Symmetric activations (zero point 0): the only Q/DQ form TensorRT's parser
-            # accepts, so one INT8 model serves onnxruntime and TensorRT alike.
             quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-                            extra_options={"ActivationSymmetric": True})
+                            extra_options={"ActivationSymmetric": symmetric})
         except Exception as e:  # noqa: BLE001
             raise StageFailed(f"onnxruntime could not quantize the model to INT8: {first_line(e)}") from None
         finally:
