@@ -1,8 +1,10 @@
 """The shared cache with fake stages: file:// and a real S3 server (moto) on 127.0.0.1."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import multiprocessing
+import sys
 import shutil
 from pathlib import Path
 
@@ -228,6 +230,17 @@ def test_a_malformed_url_is_refused_up_front(bad):
 def test_an_unknown_protocol_is_refused_before_any_stage(project):
     with pytest.raises(ConfigError, match="Protocol not known"):
         project.build(remote=remote("nosuch://x/y"))
+    assert fakes.CALLS == {}
+
+
+def test_a_missing_backend_library_says_what_to_install(project, monkeypatch):
+    monkeypatch.setitem(sys.modules, "s3fs", None)   # as if the `remote` extra were not installed
+    with pytest.raises(ConfigError, match=r"cache.url s3://b/c: needs s3fs: pip install 'tfbuild\[remote\]'"):
+        project.build(remote=remote("s3://b/c"))
+    # sftp's library (paramiko) is in no tfbuild extra: fsspec's own words say what
+    if importlib.util.find_spec("paramiko") is None:
+        with pytest.raises(ConfigError, match='cache.url sftp://host/x: SFTPFileSystem requires "paramiko"'):
+            project.build(remote=remote("sftp://host/x"))
     assert fakes.CALLS == {}
 
 

@@ -85,10 +85,10 @@ class Remote:
             # A new instance: fsspec's instance cache would keep an old client (and endpoint).
             self._fs, self._root = url_to_fs(self.url, skip_instance_cache=True,
                                              **_with_defaults(protocol, self.options))
-        except ImportError:
-            extra = _EXTRA.get(protocol, "the fsspec backend for it")
-            raise ConfigError(f"cache.url {public(self.url)} needs {extra}: "
-                              "pip install 'tfbuild[remote]'") from None
+        except ImportError as e:
+            needs = f"needs {_EXTRA[protocol]}: pip install 'tfbuild[remote]'" if protocol in _EXTRA \
+                else self._clean(e)
+            raise ConfigError(f"cache.url {public(self.url)}: {needs}") from None
         except ValueError as e:  # fsspec: "Protocol not known"
             raise ConfigError(f"cache.url {public(self.url)}: {self._clean(e)}: use s3://, gs:// "
                               "or file://") from None
