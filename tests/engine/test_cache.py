@@ -234,9 +234,9 @@ def test_an_unknown_protocol_is_refused_before_any_stage(project):
 
 
 def test_a_missing_backend_library_says_what_to_install(project, monkeypatch):
-    import fsspec.registry
+    import fsspec.registry  # noqa: F401  (the module; `fsspec.registry` names a mapping)
     monkeypatch.setitem(sys.modules, "s3fs", None)   # as if the `remote` extra were not installed
-    monkeypatch.delitem(fsspec.registry._registry, "s3", raising=False)   # fsspec's cache of loaded classes
+    monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, "s3", raising=False)  # loaded classes
     with pytest.raises(ConfigError, match=r"cache.url s3://b/c: needs s3fs: pip install 'tfbuild\[remote\]'"):
         project.build(remote=remote("s3://b/c"))
     # sftp's library (paramiko) is in no tfbuild extra: fsspec's own words say what
