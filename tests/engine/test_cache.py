@@ -1,6 +1,7 @@
 """The shared cache with fake stages: file:// and a real S3 server (moto) on 127.0.0.1."""
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import multiprocessing
@@ -234,9 +235,9 @@ def test_an_unknown_protocol_is_refused_before_any_stage(project):
 
 
 def test_a_missing_backend_library_says_what_to_install(project, monkeypatch):
-    import fsspec.registry  # noqa: F401  (the module; `fsspec.registry` names a mapping)
+    registry = importlib.import_module("fsspec.registry")   # the module (`fsspec.registry` is a mapping)
     monkeypatch.setitem(sys.modules, "s3fs", None)   # as if the `remote` extra were not installed
-    monkeypatch.delitem(sys.modules["fsspec.registry"]._registry, "s3", raising=False)  # loaded classes
+    monkeypatch.delitem(registry._registry, "s3", raising=False)   # fsspec's loaded classes
     with pytest.raises(ConfigError, match=r"cache.url s3://b/c: needs s3fs: pip install 'tfbuild\[remote\]'"):
         project.build(remote=remote("s3://b/c"))
     # sftp's library (paramiko) is in no tfbuild extra: fsspec's own words say what
