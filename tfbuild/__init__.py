@@ -1,3 +1,3 @@
 """tfbuild: Make for TensorFlow deployment artifacts."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
