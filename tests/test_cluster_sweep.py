@@ -103,3 +103,15 @@ def test_a_killed_job_leaves_the_table_of_the_others_and_exit_1(project, tfbuild
     error = [line for line in run.err.splitlines() if line.startswith("tfbuild: error")]
     assert len(error) == 1 and error[0].endswith("still running): 1"), run.err
     assert "UncompletedJobError" in error[0] and "Traceback" not in run.err
+
+
+def test_a_ray_sweep_builds_shared_stages_once_and_the_table_shows_here(project, tfbuild):
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher",
+                        reason="the `ray` extra is not installed: hydra-ray-launcher pins cloudpickle<3, "
+                               "which joblib >= 1.6 (the test extra's launcher) refuses")
+    run = tfbuild("-m", "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2",
+                  "target=tiny_tflite", "tflite.precision=FP32,INT8")
+    assert run.code == 0, run.err
+    built = [stage for job in jobs() for stage in job["built"].split(",") if stage]
+    assert sorted(built) == ["freeze", "placeholder", "tflite", "tflite", "train"]
+    assert "sweep: 2 jobs" in run.out and [j["status"] for j in jobs()] == ["ok", "ok"]
