@@ -34,7 +34,7 @@ def test_onnx_precisions_match_the_frozen_graph(project, tfbuild, shared_build, 
     data = np.load(Path(__file__).resolve().parents[1] / "targets/data/tiny_calibration.npy")[:1].astype(np.float32)
     frozen = Path(next(s for s in run.report["stages"] if s["name"] == "freeze")["artifact"])
     want = run_frozen(frozen, {"input": data}, ["probs"])[0]
-    got = run_onnx(Path(run.report["artifact"]), [data])[0]
+    got = run_onnx(Path(run.report["artifact"]), {"input": data})[0]
     assert np.max(np.abs(got - want)) <= bound
 
 
@@ -45,7 +45,7 @@ def test_dynamic_batch_and_identical_rebuilds(project, tfbuild, shared_build):
     assert run.code == 0, run.err
     assert meta_of(run, "onnx")["inputs"][0]["shape"] == [None, 32, 32, 3]
     x = np.random.default_rng(1).uniform(0, 255, (5, 32, 32, 3)).astype(np.float32)
-    assert run_onnx(Path(run.report["artifact"]), [x])[0].shape == (5, 2)
+    assert run_onnx(Path(run.report["artifact"]), {"input": x})[0].shape == (5, 2)
     again = tfbuild(*common, "verify=true")     # rebuilt from scratch: the same bytes
     assert again.code == 0, again.out
     assert again.status()["onnx"] == "built"

@@ -52,7 +52,7 @@ def frozen(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calibration():
-    return np.random.default_rng(1).uniform(0, 255, (16, 16, 16, 3)).astype(np.float32)
+    return {"input": np.random.default_rng(1).uniform(0, 255, (16, 16, 16, 3)).astype(np.float32)}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_parity_within_tolerance(converted, frozen, precision, batch_size):
 
     x = seeded_batch(SHAPE[1:], batch_size, seed=3)
     expected = run_frozen(frozen, {"input:0": x}, OUTPUTS)
-    got = run_tflite(path, [x])
+    got = run_tflite(path, {"input": x})
     assert [g.shape for g in got] == [(batch_size, 2), (batch_size, 2)]
     np.testing.assert_allclose(got[0].sum(axis=1), 1.0, atol=1e-3)  # probs, not logits
     diff = max_abs_diff(got[:1], expected[:1])  # tolerances are about probabilities
@@ -96,8 +96,8 @@ def test_parity_within_tolerance(converted, frozen, precision, batch_size):
 def test_fp32_much_tighter_than_int8_in_practice(converted, frozen):
     x = seeded_batch(SHAPE[1:], 4, seed=3)
     expected = run_frozen(frozen, {"input": x}, ["probs"])
-    fp32 = max_abs_diff(run_tflite(converted("FP32", 4)[0], [x])[:1], expected)
-    int8 = max_abs_diff(run_tflite(converted("INT8", 4)[0], [x])[:1], expected)
+    fp32 = max_abs_diff(run_tflite(converted("FP32", 4)[0], {"input": x})[:1], expected)
+    int8 = max_abs_diff(run_tflite(converted("INT8", 4)[0], {"input": x})[:1], expected)
     assert fp32 < 1e-5 and fp32 * 100 < int8
 
 
@@ -118,7 +118,7 @@ def test_quantized_models_are_smaller_and_int8_has_int8_weights(converted):
 
 def test_outputs_keep_requested_order(converted, frozen):
     x = seeded_batch(SHAPE[1:], 1)
-    probs, logits = run_tflite(converted("FP32", 1)[0], [x])
+    probs, logits = run_tflite(converted("FP32", 1)[0], {"input:0": x})
     np.testing.assert_allclose(probs, tf.nn.softmax(logits).numpy(), atol=1e-6)
 
 
@@ -131,7 +131,7 @@ def test_bad_requests_raise_user_errors(frozen, calibration, tmp_path):
     with pytest.raises(CalibrationError, match="calibration"):
         convert(frozen, INPUTS, OUTPUTS, "INT8", 1, None, out)
     with pytest.raises(CalibrationError, match=r"\[N, 16, 16, 3\]"):
-        convert(frozen, INPUTS, OUTPUTS, "INT8", 1, calibration[:, :8], out)
+        convert(frozen, INPUTS, OUTPUTS, "INT8", 1, {"input": calibration["input"][:, :8]}, out)
     with pytest.raises(NodeNotFound, match="nope"):
         convert(frozen, INPUTS, ["nope"], "FP32", 1, None, out)
     assert not out.exists()
@@ -150,6 +150,109 @@ def test_converter_failure_is_one_line_stage_failed(tmp_path):
     assert "\n" not in str(err.value) and "Igamma" in str(err.value)
 
 
+def build_multi_input_graph(path: Path) -> Path:
+    """Token ids, a 0/1 mask, float features and a scalar temperature; two outputs."""
+    rng = np.random.default_rng(0)
+    graph = tf.Graph()
+    with graph.as_default():
+        ids = tf.compat.v1.placeholder(tf.int32, [None, 5], name="ids")
+        mask = tf.compat.v1.placeholder(tf.int32, [None, 5], name="mask")
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        temperature = tf.compat.v1.placeholder(tf.float32, [], name="temperature")
+        table = tf.constant(rng.normal(0, 1, (256, 4)).astype(np.float32))
+        tokens = tf.gather(table, ids) * tf.cast(mask, tf.float32)[..., None]
+        h = tf.concat([tf.reduce_mean(tokens, 1), x / 255.0], 1)
+        logits = tf.matmul(h, tf.constant(rng.normal(0, 1, (7, 3)).astype(np.float32)))
+        logits = tf.cond(temperature > 0, lambda: logits / temperature, lambda: logits)
+        tf.nn.softmax(logits, name="probs")
+        tf.reduce_sum(h, 1, name="score")
+    path.write_bytes(graph.as_graph_def().SerializeToString(deterministic=True))
+    return path
+
+
+MULTI = [{"name": "ids", "shape": [None, 5], "dtype": "int32"},
+         {"name": "mask", "shape": [None, 5], "dtype": "int32"},
+         {"name": "temperature", "shape": [], "dtype": "float32"},
+         {"name": "x", "shape": [None, 3], "dtype": "float32"}]
+
+
+def multi_feeds(n, seed):
+    rng = np.random.default_rng(seed)
+    return {"x": rng.uniform(0, 255, (n, 3)).astype(np.float32), "temperature": np.float32(0.7),
+            "mask": rng.integers(0, 2, (n, 5)).astype(np.int32),
+            "ids": rng.integers(0, 256, (n, 5)).astype(np.int32)}
+
+
+@pytest.mark.parametrize("precision", ["FP32", "INT8"])
+def test_int_scalar_and_several_inputs_matched_by_name(tmp_path, precision):
+    pb = build_multi_input_graph(tmp_path / "multi.pb")
+    calibration = {**multi_feeds(16, seed=1), "temperature": np.linspace(0.5, 2, 16, dtype=np.float32)}
+    meta = convert(pb, MULTI, ["score", "probs"], precision, 2, calibration, tmp_path / "m.tflite")
+    assert {i["name"]: (i["shape"], i["dtype"]) for i in meta["inputs"]} == {
+        "ids": ([2, 5], "int32"), "mask": ([2, 5], "int32"), "temperature": ([], "float32"),
+        "x": ([2, 3], "float32")}  # the scalar stays rank 0, int inputs keep their dtype
+    assert [o["name"] for o in meta["outputs"]] == ["score", "probs"]
+    feeds = multi_feeds(2, seed=3)
+    expected = run_frozen(pb, feeds, ["score", "probs"])
+    got = run_tflite(tmp_path / "m.tflite", dict(reversed(feeds.items())))  # order does not matter
+    assert [g.shape for g in got] == [(2,), (2, 3)]
+    assert max_abs_diff(got[1:], expected[1:]) <= TOLERANCE[precision]
+    with pytest.raises(StageFailed, match="temperature"):
+        run_tflite(tmp_path / "m.tflite", {**feeds, "temperature": np.ones(2, np.float32)})
+
+
+def test_calibration_must_cover_every_input(tmp_path):
+    pb = build_multi_input_graph(tmp_path / "multi.pb")
+    calibration = multi_feeds(4, seed=1)
+    with pytest.raises(CalibrationError, match="temperature"):
+        convert(pb, MULTI, ["probs"], "INT8", 1, calibration, tmp_path / "m.tflite")
+    with pytest.raises(CalibrationError, match="same number"):
+        convert(pb, MULTI, ["probs"], "INT8", 1, {**calibration, "temperature": np.ones(3, np.float32)},
+                tmp_path / "m.tflite")
+
+
+def test_keras_lstm_and_gru_convert_to_builtins(tmp_path):
+    """Keras 3 RNNs freeze to loops over tensor lists whose per-step shape has the batch
+    left open; the converter needs it static. INT8 is refused: TFLite's calibrator crashes."""
+    keras = pytest.importorskip("keras")
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((6,), dtype="int32", name="ids")
+    h = keras.layers.Embedding(256, 4)(ids)
+    h = keras.layers.Concatenate()([keras.layers.LSTM(5)(h), keras.layers.Bidirectional(keras.layers.GRU(3))(h)])
+    model = keras.Model(ids, keras.layers.Dense(2, activation="softmax")(h))
+    func = tf.function(lambda ids: tf.identity(model(ids), name="probs"))
+    frozen = convert_variables_to_constants_v2(
+        func.get_concrete_function(tf.TensorSpec([None, 6], tf.int32, name="ids")))
+    pb = tmp_path / "rnn.pb"
+    pb.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    out = frozen.outputs[0].name
+    inputs = [{"name": "ids", "shape": [None, 6], "dtype": "int32"}]
+    x = np.random.default_rng(0).integers(0, 256, (3, 6)).astype(np.int32)
+    meta = convert(pb, inputs, [out], "FP32", 3, None, tmp_path / "m.tflite")
+    assert meta["inputs"] == [{"name": "ids", "shape": [3, 6], "dtype": "int32"}]
+    assert max_abs_diff(run_tflite(tmp_path / "m.tflite", {"ids": x}), run_frozen(pb, {"ids": x}, [out])) < 1e-5
+    with pytest.raises(StageFailed, match="FP16 or FP32") as err:
+        convert(pb, inputs, [out], "INT8", 3, {"ids": x}, tmp_path / "q.tflite")
+    assert "\n" not in str(err.value)
+
+
+def test_conversion_is_byte_reproducible(frozen, calibration, tmp_path):
+    for precision in ("FP32", "INT8"):
+        a, b = tmp_path / "a.tflite", tmp_path / "b.tflite"
+        for path in (a, b):
+            convert(frozen, INPUTS, OUTPUTS, precision, 2, calibration, path)
+        assert a.read_bytes() == b.read_bytes(), precision
+
+
+def test_converter_chatter_stays_off_stderr_unless_verbose(frozen, tmp_path, capfd):
+    convert(frozen, INPUTS, OUTPUTS, "FP32", 1, None, tmp_path / "m.tflite")
+    assert capfd.readouterr().err == ""
+    convert(frozen, INPUTS, OUTPUTS, "FP32", 1, None, tmp_path / "m.tflite", verbose=True)
+    # (what verbose shows depends on TF's log level; it must at least not fail)
+
+
 def test_max_abs_diff():
     a = [np.array([0.1, 0.9]), np.array([[1.0]])]
     assert max_abs_diff(a, [np.array([0.2, 0.9]), np.array([[1.0]])]) == pytest.approx(0.1)
@@ -160,7 +263,7 @@ def test_max_abs_diff():
 def test_latency_numbers_are_sane(converted, frozen):
     x = seeded_batch(SHAPE[1:], 4)
     for stats in (latency_frozen(frozen, {"input": x}, ["probs"], warmup=1, runs=5),
-                  latency_tflite(converted("FP32", 4)[0], [x], warmup=1, runs=5)):
+                  latency_tflite(converted("FP32", 4)[0], {"input": x}, warmup=1, runs=5)):
         assert stats["batch_size"] == 4 and stats["runs"] == 5
         assert 0 < stats["median_ms"] <= stats["p90_ms"] < 10_000
         assert stats["throughput_per_s"] == pytest.approx(4 / (stats["median_ms"] / 1e3))
@@ -190,8 +293,8 @@ def test_works_with_eager_execution_disabled(tmp_path):
         expected = run_frozen(pb, {{"input": x}}, OUTPUTS)
         cal = np.concatenate([cal, seeded_batch([16, 16, 3], 8, seed=5)])
         for precision in ("FP32", "INT8"):
-            convert(pb, INPUTS, OUTPUTS, precision, 2, cal, tmp / "m.tflite")
-            diff = max_abs_diff(run_tflite(tmp / "m.tflite", [x])[:1], expected[:1])
+            convert(pb, INPUTS, OUTPUTS, precision, 2, {{"input": cal}}, tmp / "m.tflite")
+            diff = max_abs_diff(run_tflite(tmp / "m.tflite", {{"input": x}})[:1], expected[:1])
             assert diff <= TOLERANCE[precision], (precision, diff)
         print("OK")
     """)
@@ -219,11 +322,11 @@ def test_litert_and_tf_lite_give_the_same_outputs(converted, monkeypatch):
     for precision in ("FP32", "INT8"):
         path = converted(precision, 4)[0]
         assert tflite_runtime()[1].startswith("litert ")
-        litert = run_tflite(path, [x])
+        litert = run_tflite(path, {"input": x})
         with monkeypatch.context() as m:
             hide_litert(m)
             assert tflite_runtime()[1] == f"tf.lite {tf.__version__}"
-            assert max_abs_diff(run_tflite(path, [x]), litert) <= 1e-6, precision
+            assert max_abs_diff(run_tflite(path, {"input": x}), litert) <= 1e-6, precision
 
 
 def test_tf_lite_fallback_silences_exactly_its_deprecation_warning(converted, without_litert):
@@ -258,14 +361,14 @@ def test_xnnpack_count_agrees_with_one_partition_per_op(converted, precision):
 
 
 def test_latency_records_runtime_threads_and_delegation(converted):
-    stats = latency_tflite(converted("INT8", 1)[0], [seeded_batch(SHAPE[1:], 1)], warmup=1, runs=3, threads=1)
+    stats = latency_tflite(converted("INT8", 1)[0], {"input": seeded_batch(SHAPE[1:], 1)}, warmup=1, runs=3, threads=1)
     assert stats["backend"] == tflite_runtime()[1] and stats["threads"] == 1
     assert 0 < stats["xnnpack_ops"] <= stats["total_ops"]
 
 
 def test_versus_frozen_measures_the_graph_at_the_same_batch(converted, frozen):
     x = seeded_batch(SHAPE[1:], 4)
-    figures = latency_tflite(converted("FP32", 4)[0], [x], warmup=1, runs=3, threads=1)
+    figures = latency_tflite(converted("FP32", 4)[0], {"input": x}, warmup=1, runs=3, threads=1)
     compared = versus_frozen(figures, frozen, INPUTS, OUTPUTS, warmup=1, runs=3)
     assert compared["frozen_ms"] > 0
     assert compared["speedup"] == pytest.approx(compared["frozen_ms"] / figures["median_ms"])

@@ -520,9 +520,9 @@ def test_engine_stage_runs_end_to_end_with_onnxruntime_standing_in_for_tensorrt(
                 "profile": {n: dict(zip(("min", "opt", "max"), map(list, s))) for n, s in shapes.items()}}
 
     monkeypatch.setattr(trt_engine, "build", build)
-    monkeypatch.setattr(trt_engine, "run", lambda path, feeds, outputs: run_onnx(path, list(feeds.values())))
+    monkeypatch.setattr(trt_engine, "run", lambda path, feeds, outputs: run_onnx(path, feeds))
     monkeypatch.setattr(trt_engine, "latency", lambda path, feeds, warmup, runs: latency_onnx(
-        path, list(feeds.values()), warmup=warmup, runs=runs))
+        path, feeds, warmup=warmup, runs=runs))
     common = ["target=tiny_trt", "trt.precision=FP32", f"build_dir={shared_build}",
               f"lock_file={shared_build}/trt_backend.lock"]
     run = tfbuild(*common)   # auto: the engine route on this (faked) machine

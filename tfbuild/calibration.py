@@ -154,6 +154,8 @@ def _load_array(path: Path, key: str | None, sample_shape) -> np.ndarray:
                                            f"set calibration.key to one of {names}")
             elif len(names) == 1:
                 key = names[0]
+            elif sample_shape is None:  # before the graph is known: one array per input, maybe
+                return {n: _numeric(path, loaded[n], n) for n in names}
             else:
                 raise CalibrationError(f"calibration file {path} holds arrays {names}: "
                                        f"set calibration.key to the one to use")
@@ -164,12 +166,8 @@ def _load_array(path: Path, key: str | None, sample_shape) -> np.ndarray:
                                        f"save a numeric array instead") from None
     else:
         data = loaded
-    if data.dtype.kind not in "fiu":  # float, signed or unsigned integer
-        raise CalibrationError(f"calibration file {path} has dtype {data.dtype}, expected "
-                               f"float or integer numbers: save numeric samples")
+    data = _numeric(path, data, None)
     if sample_shape is None:  # checked before the graph is known: the shape comes later
-        if len(data) == 0:
-            raise CalibrationError(f"calibration file {path} holds 0 samples: save at least one")
         return data
     expected = _shape_str(sample_shape)
     if data.ndim != len(sample_shape) + 1 or any(
@@ -178,6 +176,70 @@ def _load_array(path: Path, key: str | None, sample_shape) -> np.ndarray:
                                f"expected {expected} to match the model input")
     if len(data) == 0:
         raise CalibrationError(f"calibration file {path} holds 0 samples: expected {expected}")
+    return data
+
+
+def _numeric(path: Path, data, key):
+    what = f"array {key!r} in {path}" if key else f"calibration file {path}"
+    if data.dtype.kind not in "fiub":  # float, signed or unsigned integer, bool
+        raise CalibrationError(f"{what} has dtype {data.dtype}, expected "
+                               f"float or integer numbers: save numeric samples")
+    if data.ndim == 0 or len(data) == 0:
+        raise CalibrationError(f"{what} holds 0 samples: save at least one")
+    return data
+
+
+def load_samples(spec: Mapping, inputs: Sequence[Mapping], extra: int, *, warn) -> dict:
+    """The data source's samples, {input name: array}: the first num_samples (to calibrate
+    with), plus up to `extra` more where the source has them (held out for parity).
+
+    An .npz whose arrays are named after the inputs feeds each input (other arrays,
+    such as labels, are left alone); one array (.npy, an image folder, calibration.key)
+    feeds the model's one input, or its one image input: the others are drawn from
+    their ranges.
+    """
+    from .samples import draw
+    num = spec.get("num_samples") or DEFAULT_NUM_SAMPLES
+    if spec.get("random"):
+        warn("calibration uses random data: it says nothing about accuracy")
+        return draw(inputs, num)
+    path = Path(spec["path"])
+    names = [i["name"] for i in inputs]
+    if path.suffix.lower() == ".npz" and spec.get("key") is None:
+        with np.load(path, allow_pickle=False) as z:
+            if set(names) <= set(z.files):
+                return {i["name"]: _fits(path, _numeric(path, z[i["name"]], i["name"]), i)[:num + extra]
+                        .astype(i["dtype"]) for i in inputs}
+    fed = _fed_input(inputs, path)
+    shape = [None if d is None or d < 0 else int(d) for d in fed["shape"][1:]]
+    one = _load_images(calibration_files(path)[:num + extra], shape) if path.is_dir() \
+        else _load_array(path, spec.get("key"), shape)[:num + extra]
+    others = [i for i in inputs if i is not fed]
+    if others:
+        warn(f"calibration data {path.name} feeds input {fed['name']!r}; "
+             f"{', '.join(repr(i['name']) for i in others)} drawn from their ranges (an .npz with "
+             f"one array per input name feeds them all)")
+    return {**draw(others, len(one)), fed["name"]: np.asarray(one, dtype=fed["dtype"])}
+
+
+def _fed_input(inputs: Sequence[Mapping], path: Path) -> Mapping:
+    """The input one array feeds: the only one, else the only float input of rank >= 2."""
+    if len(inputs) == 1:
+        return inputs[0]
+    images = [i for i in inputs if i["shape"] and len(i["shape"]) >= 2 and np.dtype(i["dtype"]).kind == "f"]
+    if len(images) == 1:
+        return images[0]
+    names = ", ".join(i["name"] for i in inputs)
+    raise CalibrationError(f"calibration data {path} is one array but the model has inputs {names}: "
+                           f"save an .npz with one array per input name (numpy.savez(path, {inputs[0]['name']}=..., ...))")
+
+
+def _fits(path: Path, data, spec: Mapping):
+    want = [None if d is None or d < 0 else int(d) for d in (spec["shape"] or [])[1:]]
+    got = list(data.shape[1:])
+    if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got)):
+        raise CalibrationError(f"array {spec['name']!r} in {path} has samples of shape {got}, expected "
+                               f"{want or 'scalars'} to match the model input")
     return data
 
 

@@ -155,7 +155,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _main() -> int:
     reporter = Reporter()
-    args = sys.argv[1:]
+    args = sys.argv[1:] = dropped_sections(sys.argv[1:])
     if os.getcwd() not in sys.path:  # model._target_ builders live in the project, as with python -m
         sys.path.insert(0, os.getcwd())
     try:
@@ -201,6 +201,16 @@ def _main() -> int:
 
 def console_main() -> None:
     sys.exit(main())
+
+
+def dropped_sections(args: List[str]) -> List[str]:
+    """`tflite=null` and `~tflite` drop a stage: Hydra reads both as config-group choices
+    (conf/tflite/...), so they become one `drop=[...]` key."""
+    from .config import SECTIONS
+    drop = [a.lstrip("~").split("=")[0] for a in args
+            if re.fullmatch(rf"~({'|'.join(SECTIONS)})|({'|'.join(SECTIONS)})=(null|~)", a)]
+    kept = [a for a in args if a.lstrip("~").split("=")[0] not in drop]
+    return [*kept, f"drop=[{','.join(drop)}]"] if drop else args
 
 
 def _target_names(args: List[str]) -> List[str]:

@@ -20,6 +20,7 @@ from .precision import check_precision
 
 ONNX_OPSETS = (9, 18)   # what the pinned tf2onnx (1.17) writes
 TRT_BACKENDS = ("auto", "tf-trt", "tensorrt")   # see tfbuild/trt_backend.py
+SECTIONS = ("train", "placeholder", "freeze", "onnx", "trt", "tflite")   # stage sections
 
 
 @dataclass
@@ -85,6 +86,10 @@ class FreezeCfg:
     clear_devices: bool = True
     constants: Dict[str, Any] = field(default_factory=dict)
     variable_denylist: List[str] = field(default_factory=list)
+    # Dims beyond the batch that the model leaves free, pinned: {image: [null, 224, 224, 3]}.
+    input_shapes: Dict[str, List[Optional[int]]] = field(default_factory=dict)
+    # Values parity and benchmark inputs are drawn from: {ids: [0, 4999], image: [-1, 1]}.
+    input_ranges: Dict[str, List[float]] = field(default_factory=dict)
     tolerance: float = 1e-4
 
 
@@ -160,11 +165,12 @@ class Config:
     locked: bool = False       # exit 1 before building if the lock file is out of date (CI)
     verbose: bool = False      # show TensorFlow's own C++ log lines
     description: str = ""
+    drop: List[str] = field(default_factory=list)   # stage sections left out (tflite=null, ~tflite)
     checkpoint: CheckpointCfg = field(default_factory=CheckpointCfg)
     train: Optional[TrainCfg] = None
     model: Optional[ModelCfg] = None
     placeholder: Optional[PlaceholderCfg] = None
-    freeze: Optional[FreezeCfg] = None
+    freeze: Optional[FreezeCfg] = field(default_factory=FreezeCfg)   # every target freezes
     onnx: Optional[OnnxCfg] = None
     trt: Optional[TrtCfg] = None
     tflite: Optional[TfliteCfg] = None
@@ -175,6 +181,10 @@ class Config:
 
 def validate(cfg: Config) -> Config:
     """Checks across keys and ranges; upper-cases precisions. Raises ConfigError."""
+    for name in cfg.drop:
+        if name not in SECTIONS:
+            raise ConfigError(f"drop={name}: not a stage section; drop one of {', '.join(SECTIONS)}")
+        setattr(cfg, name, None)
     _writable("build_dir", cfg.build_dir, directory=True)
     _writable("lock_file", cfg.lock_file, directory=False)
     if cfg.report_file:
@@ -186,7 +196,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("the target names no checkpoint: set checkpoint.path=DIR_OR_PREFIX "
                           "(or train: {...} for a built-in demo model)")
     if cfg.freeze is None:
-        raise ConfigError("the target has no freeze section: set freeze.outputs=[NODE,...]")
+        raise ConfigError("freeze is null: every target freezes its model (the other stages start from "
+                          "the frozen graph): remove freeze: null")
     needs_model = "placeholder" if cfg.placeholder is not None else "train" if cfg.train is not None else None
     if needs_model and (cfg.model is None or not (cfg.model.name or cfg.model._target_)):
         raise ConfigError(f"the {needs_model} stage needs a model: add '- /model: tiny_densenet' "

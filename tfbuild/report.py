@@ -5,10 +5,12 @@ Tests build a Reporter on a plain-text console and read what a person sees.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -23,6 +25,23 @@ _NATIVE_NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog|[IW]0000 \S+ \S+ \d+ \S+\] |"
     r"INFO: Created TensorFlow Lite XNNPACK delegate|fully_quantize: |"
     r".*(oneDNN custom operations|cudart_stub|cpu_feature_guard|Could not find cuda drivers))")
+
+# Python loggers of TensorFlow and the converters: deprecation notes and progress lines.
+_CHATTY_LOGGERS = ("tensorflow", "absl", "tf2onnx", "onnxruntime", "keras")
+
+
+@contextlib.contextmanager
+def _quiet_python_logs() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
 
 STATUS_STYLE = {"built": "green", "fresh": "dim", "failed": "bold red",
                 "planned": "yellow", "skipped": "dim red"}
@@ -73,6 +92,13 @@ class Reporter:
         if self.verbose:
             yield
             return
+        with _quiet_python_logs(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # deprecation notes of TF, Keras and converters
+            with self._filtered_fd2():
+                yield
+
+    @contextlib.contextmanager
+    def _filtered_fd2(self) -> Iterator[None]:
         sys.stderr.flush()
         saved, (read_end, write_end) = os.dup(2), os.pipe()
         os.dup2(write_end, 2)

@@ -39,49 +39,66 @@ def graph_io(freeze: Artifact):
     return meta["inputs"], [o["name"] for o in meta["outputs"]]
 
 
-def calibration(freeze: Artifact, section: str, calibration, needed: bool, log) -> Optional[np.ndarray]:
-    """The section's calibration data (None when not needed and not given)."""
-    if not (calibration.path or calibration.random or needed):
-        return None
-    from ..calibration import in_section, load_calibration
+@dataclasses.dataclass(frozen=True)
+class Samples:
+    """A deployment stage's inputs: what it calibrates with, and what its parity runs."""
+    calibration: Optional[Dict[str, "np.ndarray"]]   # None: no calibration data
+    parity: Dict[str, "np.ndarray"]
+    parity_source: str                               # where the parity samples came from
+
+
+def samples(freeze: Artifact, section: str, calibration, quantizes: bool, batch: int, log) -> Samples:
+    """Calibration data when the stage quantizes (or data is given), and at least
+    PARITY_SAMPLES held-out samples: the data's own after those it calibrates with,
+    else drawn from each input's range."""
+    from ..samples import PARITY_SAMPLES, count, draw, rounded_up, take
     inputs, _ = graph_io(freeze)
+    need = rounded_up(PARITY_SAMPLES, batch)
+    drawn = Samples(None, draw(inputs, need, seed=1), "drawn from the input ranges")
+    if not (calibration.path or calibration.random or quantizes):
+        return drawn
+    from ..calibration import in_section, load_samples
     try:
-        # Parity uses given data too; only a stage that quantizes with it needs the warning.
-        return load_calibration(dataclasses.asdict(calibration), inputs[0]["shape"], inputs[0]["dtype"],
-                                warn=log.warn if needed else lambda _: None)
+        # Parity uses given data too; only a stage that quantizes with it needs the warnings.
+        data = load_samples(dataclasses.asdict(calibration), inputs, need,
+                            warn=log.warn if quantizes else lambda _: None)
     except TfbuildError as e:  # name the section the key lives in
         e.args = (in_section(str(e), section),)
         raise
+    used = min(calibration.num_samples, count(data)) if quantizes else 0
+    if count(data) - used >= need:
+        return Samples(take(data, 0, used) if quantizes else data, take(data, used, used + need),
+                       "held-out calibration data" if used else "calibration data")
+    return dataclasses.replace(drawn, calibration=take(data, 0, used) if quantizes else data)
 
 
-def parity_feeds(inputs: List[dict], batch: int, data: Optional[np.ndarray]) -> List[np.ndarray]:
-    """Calibration samples when there are enough (INT8 ranges fit them), else seeded noise."""
+def parity(freeze: Artifact, feeds: Dict[str, "np.ndarray"], batch: int, run_converted, label: str,
+           section: str, given: Optional[float], default: float, source: str = "") -> dict:
+    """Run the frozen graph and the converted model on the same samples, `batch` at a
+    time; refuse (ParityError) a sample whose outputs differ beyond the tolerance;
+    return what the metadata records: the worst and the mean of the samples' diffs."""
     import numpy as np
 
-    from ..tf.measure import seeded_batch
-    feeds = []
-    for i, spec_ in enumerate(inputs):
-        if i == 0 and data is not None and len(data) >= batch:
-            feeds.append(np.asarray(data[:batch], dtype=spec_["dtype"]))
-        else:
-            feeds.append(seeded_batch(spec_["shape"][1:], batch, seed=i).astype(spec_["dtype"]))
-    return feeds
-
-
-def parity(freeze: Artifact, feeds: List["np.ndarray"], run_converted, label: str, section: str,
-           given: Optional[float], default: float) -> dict:
-    """Run the frozen graph and the converted model on the same feeds; refuse (ParityError)
-    a difference beyond the tolerance; return what the metadata records."""
     from ..errors import ParityError
-    from ..tf.measure import max_abs_diff, run_frozen
+    from ..samples import batches, per_sample_diff
+    from ..tf.measure import frozen_runner
 
     graph_inputs, outputs = graph_io(freeze)
-    expected = run_frozen(frozen(freeze), {i["name"]: f for i, f in zip(graph_inputs, feeds)}, outputs)
-    diff = max_abs_diff(expected, run_converted(feeds))
-    bound = tolerance(given, default, expected)
-    if diff > bound:
-        raise ParityError(f"{label} differs from the frozen graph by {diff:.3g} (> {section}.tolerance={bound:.3g})")
-    return {"parity_max_abs_diff": diff, "parity_tolerance": bound}
+    diffs, expected_all = [], []
+    with frozen_runner(frozen(freeze), [i["name"] for i in graph_inputs], outputs) as run_graph:
+        for feed in batches(feeds, graph_inputs, batch):
+            expected = run_graph(feed)
+            diffs.append(per_sample_diff(expected, run_converted(feed), batch))
+            expected_all += expected
+    diff = np.concatenate(diffs)
+    worst, bound = float(diff.max()), tolerance(given, default, expected_all)
+    if worst > bound:
+        bad = int((diff > bound).sum())
+        raise ParityError(f"{label} differs from the frozen graph by {worst:.3g} (> {section}.tolerance="
+                          f"{bound:.3g}) on {bad} of {len(diff)} samples")
+    return {"parity_max_abs_diff": worst, "parity_mean_abs_diff": float(diff.mean()),
+            "parity_samples": len(diff), "parity_tolerance": bound, "parity_against": "frozen graph",
+            **({"parity_inputs": source} if source else {})}
 
 
 def tolerance(given: Optional[float], default: float, expected: List["np.ndarray"]) -> float:

@@ -17,13 +17,13 @@ from ..marks import PATH
 from ..errors import (CheckpointError, ConfigError, InferenceModeError, NodeNotFound, ParityError,
                       StageFailed, first_line)
 from ..checkpoint import KERAS, SAVED_MODEL, TF1, TF2, checkpoint_prefix, detect
+from ..samples import PARITY_SAMPLES
 from .common import checkpoint_input, checkpoint_of
 
 if TYPE_CHECKING:
     from ..config import FreezeCfg, ModelCfg
 
 ARTIFACT = "frozen.pb"
-PARITY_BATCH = 2
 # Stateful random ops draw new values in every session: left in an inference
 # graph (dropout, training noise) they make it disagree with itself.
 RANDOM_OPS = {"RandomUniform", "RandomUniformInt", "RandomStandardNormal", "TruncatedNormal",
@@ -56,6 +56,14 @@ def check(s: Settings) -> None:
     if kind != TF1 and f.constants:
         raise ConfigError(f"freeze.constants binds TF1 graph inputs; a {kind} is frozen through its "
                           "signature: drop freeze.constants")
+    for name, shape in f.input_shapes.items():
+        if not isinstance(shape, list) or any(d is not None and (not isinstance(d, int) or d < 1) for d in shape):
+            raise ConfigError(f"freeze.input_shapes.{name}={shape}: give a list of sizes, null for the "
+                              f"batch, e.g. freeze.input_shapes.{name}=[null,224,224,3]")
+    for name, bounds in f.input_ranges.items():
+        if len(bounds) != 2 or not bounds[0] <= bounds[1]:
+            raise ConfigError(f"freeze.input_ranges.{name}={bounds}: give [low, high] with low <= high, "
+                              f"e.g. freeze.input_ranges.{name}=[0,255]")
     if kind == TF2 and not (s.model and s.model._target_):
         raise ConfigError(f"{s.checkpoint} is a TF2 object-based checkpoint: it holds weights, not the model; "
                           "set model._target_=package.module.function returning the tf.keras.Model")
@@ -88,18 +96,19 @@ def preflight(s: Settings) -> None:
 
 
 def run(inputs, s: Settings, out: Path, log) -> dict:
+    from ..tf.graphdef import canonical
     from ..tf.measure import frozen_session
 
     f, kind = s.freeze, detect(s.checkpoint) if s.checkpoint else TF1
     prefix = checkpoint_of(inputs, s.checkpoint) if kind in (TF1, TF2) else s.checkpoint
     if kind == TF1:
-        frozen, outputs, feeds, expected = _freeze(prefix, f, log)
+        frozen, outputs, specs, feeds, expected = _freeze(prefix, f, log)
     else:
-        frozen, outputs, feeds, expected = _freeze_v2(kind, prefix, s)
+        frozen, outputs, specs, feeds, expected = _freeze_v2(kind, prefix, s)
     path = out / ARTIFACT
-    path.write_bytes(frozen.SerializeToString(deterministic=True))
+    path.write_bytes(canonical(frozen).SerializeToString(deterministic=True))
     meta = {"graph": ARTIFACT, "format": kind, "node_count": len(frozen.node),
-            "ops": dict(sorted(Counter(n.op for n in frozen.node).items())), "inputs": _inputs(frozen)}
+            "ops": dict(sorted(Counter(n.op for n in frozen.node).items())), "inputs": specs}
     random = sorted(n.name for n in frozen.node if n.op in RANDOM_OPS)
     defaults = sorted(n.name for n in frozen.node if n.op == "PlaceholderWithDefault")
     # Grappler off: parity checks the freezing itself, on the graph exactly as written.
@@ -113,6 +122,7 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
                                 "shape": t.shape.as_list() if t.shape.rank is not None else None}
                                for o, t in zip(outputs, fetches)]
             diff = _parity(sess, fetches, feed_dict, expected, f.tolerance, defaults)
+            meta["parity_samples"] = PARITY_SAMPLES if any(i["shape"] for i in specs) else 1
     except StageFailed as e:
         raise _explained(e, defaults) from None
     if diff > f.tolerance:
@@ -122,7 +132,8 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
         log.warn(f"the frozen graph keeps inputs with defaults ({', '.join(defaults)}): if one "
                  "switches training behaviour, bind it in freeze.constants, e.g. "
                  f"+freeze.constants.{defaults[0]}=false")
-    return {**meta, "parity_max_abs_diff": diff, "source": Path(prefix).name}
+    return {**meta, "parity_max_abs_diff": diff, "parity_against": f"the {kind}",
+            "source": Path(prefix).name}
 
 
 def _explained(error: StageFailed, defaults: List[str]) -> StageFailed:
@@ -187,19 +198,23 @@ def _freeze_v2(kind: str, path: str, s: Settings):
         signature = v2.keras_signature(v2.keras_file(path))
     else:
         signature = v2.keras_signature(v2.tf2_checkpoint(path, s.model._target_, dict(s.model.params)))
-    frozen, outputs, call = v2.freeze(signature, s.freeze.outputs)
-    feeds = _parity_feeds(_inputs(frozen))
-    return frozen, outputs, feeds, call(feeds)
+    _known_inputs(s.freeze, list(signature[1]))
+    frozen, outputs, call = v2.freeze(signature, s.freeze.outputs, s.freeze.input_shapes)
+    specs = _inputs(frozen, s.freeze)
+    feeds = _parity_feeds(specs)
+    return frozen, outputs, specs, feeds, call(feeds)
 
 
 def _freeze(prefix: str, f, reporter):
-    """The frozen GraphDef, its output names, and the checkpoint graph's outputs on seeded feeds.
+    """The frozen GraphDef, its output names, its inputs, seeded feeds and the checkpoint
+    graph's outputs on them.
 
     The checkpoint's graph and session are gone once this returns, so the parity
     run of the frozen graph reuses their memory.
     """
     import tensorflow as tf
 
+    from ..tf.graphdef import pin_shapes
     from ..tf.session import session
 
     graph = tf.Graph()
@@ -223,7 +238,10 @@ def _freeze(prefix: str, f, reporter):
             if constants:  # a bound PlaceholderWithDefault leaves its default behind: prune again
                 frozen = tf.compat.v1.graph_util.extract_sub_graph(
                     _bind_constants(frozen, constants), outputs + initializers)
-            feeds = _parity_feeds(_inputs(frozen))
+            _known_inputs(f, [n.name for n in frozen.node if n.op == "Placeholder"])
+            pin_shapes(frozen, f.input_shapes)
+            specs = _inputs(frozen, f)
+            feeds = _parity_feeds(specs)
             try:
                 expected = sess.run([o + ":0" for o in outputs],
                                     {**{k + ":0": v for k, v in feeds.items()},
@@ -231,7 +249,7 @@ def _freeze(prefix: str, f, reporter):
             except tf.errors.OpError as e:
                 raise StageFailed(f"running {Path(prefix).name}'s graph on seeded input failed: "
                                   f"{first_line(e)}") from None
-    return frozen, outputs, feeds, expected
+    return frozen, outputs, specs, feeds, expected
 
 
 def _load_graph(prefix: str, f, graph):
@@ -402,30 +420,45 @@ def _shape(attr) -> List:
     return [d.size if d.size >= 0 else None for d in attr.shape.dim]
 
 
-def _inputs(graph_def) -> List[dict]:
+def _known_inputs(f, names: List[str]) -> None:
+    for key in ("input_shapes", "input_ranges"):
+        unknown = sorted(set(getattr(f, key)) - set(names))
+        if unknown:
+            raise ConfigError(f"freeze.{key}.{unknown[0]}: the model has no such input; its inputs are "
+                              f"{', '.join(sorted(names)) or '(none)'}")
+
+
+def _inputs(graph_def, f) -> List[dict]:
+    """The graph's inputs sorted by name, each with the value range its samples are drawn
+    from: the user's, else an integer input's embedding vocabulary, else a default."""
     import tensorflow as tf
-    return [{"name": n.name, "dtype": tf.as_dtype(n.attr["dtype"].type).name,
-             "shape": _shape(n.attr["shape"]) if "shape" in n.attr else None}
-            for n in graph_def.node if n.op == "Placeholder"]
+
+    from ..samples import default_range
+    from ..tf.graphdef import vocabulary
+    specs = []
+    for n in sorted((n for n in graph_def.node if n.op == "Placeholder"), key=lambda n: n.name):
+        dtype = tf.as_dtype(n.attr["dtype"].type)
+        shape = _shape(n.attr["shape"]) if "shape" in n.attr else None
+        vocab = vocabulary(graph_def, n.name) if dtype.is_integer else None
+        given = f.input_ranges.get(n.name)
+        specs.append({"name": n.name, "dtype": dtype.name, "shape": shape,
+                      "range": list(given) if given else [0, vocab - 1] if vocab else default_range(dtype.name, shape)})
+    return specs
 
 
 def _parity_feeds(inputs: List[dict]) -> Dict:
-    import numpy as np
-
-    from ..tf.measure import seeded_batch
-    feeds = {}
-    for i, spec in enumerate(inputs):
+    """PARITY_SAMPLES samples per input (a fixed batch: that many); one value per scalar."""
+    from ..samples import draw
+    for spec in inputs:
         shape = spec["shape"]
         if shape is None or any(d is None for d in shape[1:]):
-            raise ConfigError(f"input {spec['name']!r} has shape {shape}: tfbuild needs known "
-                              "dimensions beyond the batch (parity, TFLite, ONNX): give the model's input "
-                              "a fixed shape, e.g. keras.Input((224, 224, 3)) or placeholder.inputs")
-        if not shape:  # a scalar input
-            feeds[spec["name"]] = np.zeros((), spec["dtype"])
-            continue
-        batch = PARITY_BATCH if shape[0] is None else shape[0]
-        feeds[spec["name"]] = seeded_batch(shape[1:], batch, seed=i).astype(spec["dtype"])
-    return feeds
+            example = ",".join(["null", *(str(d or 224) for d in shape[1:])]) if shape else "null,..."
+            raise ConfigError(f"input {spec['name']!r} has shape {shape}: tfbuild needs known dimensions beyond "
+                              f"the batch (parity, TFLite, ONNX): pin them, e.g. "
+                              f"freeze.input_shapes.{spec['name']}=[{example}]")
+    fixed = [s["shape"][0] for s in inputs if s["shape"] and s["shape"][0] is not None]
+    samples = draw(inputs, fixed[0] if fixed else PARITY_SAMPLES)
+    return {s["name"]: samples[s["name"]][0] if s["shape"] == [] else samples[s["name"]] for s in inputs}
 
 
 def _files(s: Settings) -> dict:
@@ -437,8 +470,7 @@ def bench(artifact, b, inputs) -> dict:
     """The reference the deployed models' speed-ups are against: 1.0 by definition."""
     from ..tf.measure import latency_frozen, model_feeds
     meta = artifact.metadata
-    feeds = dict(zip([i["name"] for i in meta["inputs"]], model_feeds(meta["inputs"])))
-    return {**latency_frozen(artifact.path / ARTIFACT, feeds, [o["name"] for o in meta["outputs"]],
+    return {**latency_frozen(artifact.path / ARTIFACT, model_feeds(meta["inputs"]), [o["name"] for o in meta["outputs"]],
                              warmup=b.warmup, runs=b.runs, threads=b.threads), "speedup": 1.0}
 
 

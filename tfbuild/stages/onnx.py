@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import trt_backend
+from ..samples import PARITY_SAMPLES
 from ..engine.spec import StageSpec
 from . import deploy
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from ..config import OnnxCfg
 
 ARTIFACT = "model.onnx"
-PARITY_BATCH = 2
 
 
 @dataclass(frozen=True)
@@ -66,20 +66,23 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
 
     o, freeze = s.onnx, inputs["freeze"]
     graph_inputs, outputs = deploy.graph_io(freeze)
-    data = deploy.calibration(freeze, "onnx", o.calibration, o.precision == "INT8", log)
+    int8, batch = o.precision == "INT8", o.batch_size or PARITY_SAMPLES
+    data = deploy.samples(freeze, "onnx", o.calibration, int8, batch, log)
     path = out / ARTIFACT
     meta = convert(deploy.frozen(freeze), graph_inputs, outputs, opset=o.opset, batch_size=o.batch_size,
-                   precision=o.precision, calibration=data, symmetric=s.symmetric, out=path)
-    feeds = deploy.parity_feeds(graph_inputs, o.batch_size or PARITY_BATCH, data)
-    return {**meta, **deploy.parity(freeze, feeds, lambda f: run_onnx(path, f), f"ONNX {o.precision} model",
-                                    "onnx", o.tolerance, TOLERANCE[o.precision])}
+                   precision=o.precision, calibration=data.calibration if int8 else None,
+                   symmetric=s.symmetric, out=path)
+    return {**meta, **deploy.parity(freeze, data.parity, batch, lambda f: run_onnx(path, f),
+                                    f"ONNX {o.precision} model", "onnx", o.tolerance, TOLERANCE[o.precision],
+                                    data.parity_source)}
 
 
 def bench(artifact, b, inputs) -> dict:
     from ..tf.measure import latency_onnx, model_feeds, versus_frozen
-    figures = latency_onnx(artifact.path / ARTIFACT, model_feeds(artifact.metadata["inputs"]),
-                           warmup=b.warmup, runs=b.runs, threads=b.threads)
     freeze = inputs["freeze"]
+    figures = latency_onnx(artifact.path / ARTIFACT,
+                           model_feeds(freeze.metadata["inputs"], artifact.metadata["batch_size"]),
+                           warmup=b.warmup, runs=b.runs, threads=b.threads)
     return versus_frozen(figures, deploy.frozen(freeze), *deploy.graph_io(freeze), warmup=b.warmup, runs=b.runs)
 
 

@@ -33,21 +33,23 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
 
     t, freeze = s.tflite, inputs["freeze"]
     graph_inputs, outputs = deploy.graph_io(freeze)
-    data = deploy.calibration(freeze, "tflite", t.calibration, t.precision == "INT8", log)
+    int8 = t.precision == "INT8"
+    data = deploy.samples(freeze, "tflite", t.calibration, int8, t.batch_size, log)
     path = out / ARTIFACT
     meta = convert(deploy.frozen(freeze), graph_inputs, outputs, t.precision, t.batch_size,
-                   data if t.precision == "INT8" else None, path)
-    feeds = deploy.parity_feeds(graph_inputs, t.batch_size, data)
-    return {**meta, **deploy.parity(freeze, feeds, lambda f: run_tflite(path, f), f"TFLite {t.precision} model",
-                                    "tflite", t.tolerance, TOLERANCE[t.precision])}
+                   data.calibration if int8 else None, path)
+    return {**meta, **deploy.parity(freeze, data.parity, t.batch_size, lambda f: run_tflite(path, f),
+                                    f"TFLite {t.precision} model", "tflite", t.tolerance, TOLERANCE[t.precision],
+                                    data.parity_source)}
 
 
 def bench(artifact, b, inputs) -> dict:
     """Through LiteRT (or tf.lite), with the ops XNNPACK took; the frozen graph alongside."""
     from ..tf.measure import latency_tflite, model_feeds, versus_frozen
-    figures = latency_tflite(artifact.path / ARTIFACT, model_feeds(artifact.metadata["inputs"]),
-                             warmup=b.warmup, runs=b.runs, threads=b.threads)
     freeze = inputs["freeze"]
+    figures = latency_tflite(artifact.path / ARTIFACT,
+                             model_feeds(freeze.metadata["inputs"], artifact.metadata["batch_size"]),
+                             warmup=b.warmup, runs=b.runs, threads=b.threads)
     return versus_frozen(figures, deploy.frozen(freeze), *deploy.graph_io(freeze), warmup=b.warmup, runs=b.runs)
 
 

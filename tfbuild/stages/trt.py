@@ -125,14 +125,15 @@ def run(inputs, s, out: Path, log) -> dict:
 
     t, freeze = s.trt, inputs["freeze"]
     graph_inputs, outputs = deploy.graph_io(freeze)
-    data = deploy.calibration(freeze, "trt", t.calibration, t.precision == "INT8", log)
+    batch, int8 = t.max_batch_size or 1, t.precision == "INT8"
+    data = deploy.samples(freeze, "trt", t.calibration, int8, batch, log)
     path = out / ARTIFACT
-    meta = convert(deploy.frozen(freeze), outputs, dataclasses.asdict(t), data, graph_inputs[0]["name"], path)
-    batch = t.max_batch_size or 1
-    names = [i["name"] for i in graph_inputs]
-    checked = deploy.parity(freeze, deploy.parity_feeds(graph_inputs, batch, data),
-                            lambda f: run_frozen(path, dict(zip(names, f)), outputs),
-                            f"TF-TRT {t.precision} graph", "trt", t.tolerance, TOLERANCE[t.precision])
+    first = graph_inputs[0]["name"]   # TF-TRT calibrates single-input graphs
+    meta = convert(deploy.frozen(freeze), outputs, dataclasses.asdict(t),
+                   data.calibration[first] if int8 else None, first, path)
+    checked = deploy.parity(freeze, data.parity, batch, lambda f: run_frozen(path, f, outputs),
+                            f"TF-TRT {t.precision} graph", "trt", t.tolerance, TOLERANCE[t.precision],
+                            data.parity_source)
     return {**meta, "backend": "tf-trt", "batch_size": batch, "inputs": graph_inputs,
             "outputs": freeze.metadata["outputs"], **checked}
 
@@ -145,16 +146,17 @@ def _run_engine(inputs, t: EngineCfg, timing_cache: str, out: Path, log) -> dict
     freeze, model = inputs["freeze"], inputs["onnx"]
     graph_inputs, outputs = deploy.graph_io(freeze)
     onnx_inputs = model.metadata["inputs"]
-    data = deploy.calibration(freeze, "trt", t.calibration, False, log)  # parity inputs, where given
     path = out / ENGINE
     meta = trt_engine.build(model.path / ONNX, path, inputs=onnx_inputs, precision=t.precision,
                             max_batch_size=t.max_batch_size, workspace=t.max_workspace_size_bytes,
                             timing_cache=timing_cache)
     names = [i["name"] for i in onnx_inputs]   # the frozen graph's inputs, in its order
     batch = meta["profile"][names[0]]["opt"][0]
-    checked = deploy.parity(freeze, deploy.parity_feeds(graph_inputs, batch, data),
-                            lambda f: trt_engine.run(path, dict(zip(names, f)), [node_of(o) for o in outputs]),
-                            f"TensorRT {t.precision} engine", "trt", t.tolerance, TOLERANCE[t.precision])
+    data = deploy.samples(freeze, "trt", t.calibration, False, batch, log)  # parity inputs, where given
+    checked = deploy.parity(freeze, data.parity, batch,
+                            lambda f: trt_engine.run(path, f, [node_of(o) for o in outputs]),
+                            f"TensorRT {t.precision} engine", "trt", t.tolerance, TOLERANCE[t.precision],
+                            data.parity_source)
     gpu = trt_backend.gpu() or {}
     return {**meta, "backend": "tensorrt", "precision": t.precision, "gpu": gpu.get("name"),
             "compute_capability": gpu.get("compute_capability"), "batch_size": batch,
@@ -163,13 +165,12 @@ def _run_engine(inputs, t: EngineCfg, timing_cache: str, out: Path, log) -> dict
 
 
 def bench(artifact, b, inputs) -> dict:
-    from ..tf.measure import latency_frozen, seeded_batch, versus_frozen
+    from ..tf.measure import latency_frozen, model_feeds, versus_frozen
     meta, freeze = artifact.metadata, inputs["freeze"]
     if meta.get("backend") == "tensorrt":
         figures = _bench_engine(artifact, b)
     else:
-        feeds = {i["name"]: seeded_batch(i["shape"][1:], meta["batch_size"]) for i in meta["inputs"]}
-        figures = latency_frozen(artifact.path / ARTIFACT, feeds, [o["name"] for o in meta["outputs"]],
+        figures = latency_frozen(artifact.path / ARTIFACT, model_feeds(freeze.metadata["inputs"], meta["batch_size"]), [o["name"] for o in meta["outputs"]],
                                  warmup=b.warmup, runs=b.runs, threads=b.threads)
     return versus_frozen(figures, deploy.frozen(freeze), *deploy.graph_io(freeze), warmup=b.warmup, runs=b.runs)
 
@@ -179,8 +180,7 @@ def _bench_engine(artifact, b) -> dict:
     from ..tf.measure import model_feeds
     from ..tf.trt_engine import latency
     inputs = artifact.metadata["inputs"]   # at the batch the engine was checked at
-    feeds = dict(zip([i["name"] for i in inputs], model_feeds(inputs)))
-    return latency(artifact.path / ENGINE, feeds, warmup=b.warmup, runs=b.runs)
+    return latency(artifact.path / ENGINE, model_feeds(inputs), warmup=b.warmup, runs=b.runs)
 
 
 def _upstream(cfg) -> tuple:

@@ -41,12 +41,21 @@ def run_frozen(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Sequen
         return [np.asarray(r) for r in sess.run(fetches, feed_dict)]
 
 
-def run_tflite(model_path: Path, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Run a .tflite model once: `feeds` in the model's input order.
+@contextlib.contextmanager
+def frozen_runner(frozen_pb: Path, inputs: Sequence[str], outputs: Sequence[str]):
+    """Yield run(feeds by input name) -> outputs: one session for many runs."""
+    with frozen_session(frozen_pb, dict.fromkeys(inputs), outputs) as (sess, fetches, feed_dict):
+        tensors = dict(zip(inputs, feed_dict))
+        yield lambda feeds: [np.asarray(r) for r in sess.run(fetches, {tensors[k]: v for k, v in feeds.items()})]
+
+
+def run_tflite(model_path: Path, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Run a .tflite model once; `feeds` keyed by input name (the frozen graph's input
+    nodes, ':0' accepted: tflite_convert keeps those names).
 
     Outputs come in `get_output_details()` order, which is the order of the
-    output names given to the converter (convert() records them in its
-    metadata), so they line up with run_frozen(..., outputs) by position.
+    output names given to the converter (convert() checks and records them),
+    so they line up with run_frozen(..., outputs) by position.
     """
     interpreter = load_interpreter(model_path=str(model_path))
     run = _tflite_runner(interpreter, feeds)
@@ -96,28 +105,31 @@ def versus_frozen(figures: dict, frozen_pb: Path, inputs: Sequence[Mapping], out
     the model's own figures stand.
     """
     try:
-        feeds = model_feeds(inputs, figures["batch_size"])
-        frozen = latency_frozen(frozen_pb, {i["name"]: f for i, f in zip(inputs, feeds)}, outputs,
+        frozen = latency_frozen(frozen_pb, model_feeds(inputs, figures["batch_size"]), outputs,
                                 warmup=warmup, runs=runs, threads=figures.get("threads"))
     except TfbuildError as e:
         return {**figures, "frozen_ms": None, "speedup": None, "frozen_error": first_line(e)}
     return {**figures, "frozen_ms": frozen["median_ms"], "speedup": frozen["median_ms"] / figures["median_ms"]}
 
 
-def model_feeds(inputs: Sequence[Mapping], batch_size: int | None = None) -> list[np.ndarray]:
-    """Seeded feeds for a model's recorded inputs (name, shape, dtype), in their order:
-    at `batch_size`, else at each input's own batch size (unknown: 1); scalars are zeros."""
-    return [seeded_batch(i["shape"][1:], batch_size or i["shape"][0] or 1).astype(i["dtype"])
-            if i["shape"] else np.zeros((), i["dtype"]) for i in inputs]
+def model_feeds(inputs: Sequence[Mapping], batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Seeded feeds by name for the frozen graph's recorded inputs (name, shape, dtype,
+    range): at `batch_size`, else at the first batched input's own size (unknown: 1)."""
+    from tfbuild.samples import one_batch
+    batched = [i["shape"][0] for i in inputs if i["shape"]]
+    return one_batch(inputs, batch_size or (batched[0] if batched else None) or 1)
 
 
-def latency_tflite(model_path: Path, feeds: Sequence[np.ndarray], *, warmup: int = 3,
+def latency_tflite(model_path: Path, feeds: Mapping[str, np.ndarray], *, warmup: int = 3,
                    runs: int = 20, threads: int | None = None) -> dict:
-    """Time set_tensor + invoke + get_tensor, the TFLite equivalent of session.run."""
+    """Time set_tensor + invoke + get_tensor, the TFLite equivalent of session.run, on
+    `feeds` keyed by input name; the batch size is that of the batched inputs."""
     threads = threads or os.cpu_count() or 1
     interpreter = load_interpreter(model_path=str(model_path), num_threads=threads)
     run = _tflite_runner(interpreter, feeds)
-    return {**_time(run, _batch_size(feeds), warmup, runs), "backend": tflite_runtime()[1],
+    run()  # a feed the model cannot take fails here, once, not inside the timing
+    batch = _batch_size([f for f in feeds.values() if np.ndim(f)])
+    return {**_time(run, batch, warmup, runs), "backend": tflite_runtime()[1],
             "threads": threads, **xnnpack_ops(interpreter)}
 
 
@@ -133,7 +145,8 @@ def xnnpack_ops(interpreter) -> dict:
     """
     nodes = interpreter._get_ops_details()  # experimental, in tf.lite and LiteRT alike
     ops = [n for n in nodes if n["op_name"] != "DELEGATE"]
-    producer = {t: op["index"] for op in ops for t in op["outputs"]}
+    # -1 marks an omitted optional tensor (a WHILE's unused output, a bias-less FC): no edge.
+    producer = {t: op["index"] for op in ops for t in op["outputs"] if t >= 0}
     taken = set()
     for partition in (n for n in nodes if n["op_name"] == "DELEGATE"):
         bound, todo = set(partition["inputs"]), list(partition["outputs"])
@@ -147,30 +160,48 @@ def xnnpack_ops(interpreter) -> dict:
     return {"xnnpack_ops": len(taken), "total_ops": len(ops), "undelegated": dict(sorted(undelegated.items()))}
 
 
-def onnx_session(model_path: Path, threads: int | None = None):
-    """An onnxruntime CPU session using `threads` threads (default: all cores)."""
+def onnx_session(model: Path | bytes, threads: int | None = None):
+    """An onnxruntime CPU session using `threads` threads (default: all cores), on a
+    .onnx file or a serialized model; one that cannot load is a StageFailed."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.log_severity_level = 3  # warnings about unused initializers say nothing actionable
-    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001  onnxruntime raises its own classes (InvalidGraph, Fail, ...)
+        where = "the ONNX model" if isinstance(model, bytes) else Path(model).name
+        raise StageFailed(f"onnxruntime cannot load {where}: {first_line(e)}") from None
 
 
-def run_onnx(model_path: Path, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+def run_onnx(model_path: Path, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Run an ONNX model once; `feeds` keyed by input name (the frozen graph's input
+    nodes, ':0' accepted); outputs in the model's output order."""
     session = onnx_session(model_path)
-    names = [i.name for i in session.get_inputs()]
-    return session.run(None, dict(zip(names, feeds)))
+    feed = {node_of(k): v for k, v in feeds.items()}
+    try:
+        return session.run(None, feed)
+    except Exception as e:  # noqa: BLE001  e.g. a missing feed, a feed of the wrong dtype or shape
+        raise StageFailed(f"running {Path(model_path).name} failed: {first_line(e)}") from None
 
 
-def latency_onnx(model_path: Path, feeds: Sequence[np.ndarray], *, warmup: int = 3, runs: int = 20,
+def latency_onnx(model_path: Path, feeds: Mapping[str, np.ndarray], *, warmup: int = 3, runs: int = 20,
                  threads: int | None = None) -> dict:
+    """Time session.run on `feeds` keyed by input name; the batch size is that of the
+    inputs that have one (scalar inputs have none)."""
     import onnxruntime as ort
 
     threads = threads or os.cpu_count() or 1
     session = onnx_session(model_path, threads)
-    feed = dict(zip([i.name for i in session.get_inputs()], feeds))
-    return {**_time(lambda: session.run(None, feed), _batch_size(feeds), warmup, runs),
+    feed = {node_of(k): v for k, v in feeds.items()}
+    try:
+        session.run(None, feed)   # a bad feed fails here, once, not inside the timing
+    except Exception as e:  # noqa: BLE001
+        raise StageFailed(f"running {Path(model_path).name} failed: {first_line(e)}") from None
+    batch = _batch_size([v for v in feed.values() if np.ndim(v)])
+    return {**_time(lambda: session.run(None, feed), batch, warmup, runs),
             "backend": f"onnxruntime {ort.__version__}", "threads": threads}
 
 
@@ -255,28 +286,40 @@ def read_graph_def(frozen_pb: Path):
     return graph_def
 
 
-def _tflite_runner(interpreter, feeds):
+def _tflite_runner(interpreter, feeds: Mapping[str, np.ndarray]):
+    """run() -> outputs, with each feed set on the model input of its name: the
+    converter does not keep the graph's input order."""
+    if not isinstance(feeds, Mapping):
+        raise TypeError("TFLite feeds must map input names to arrays")
     inputs = interpreter.get_input_details()
-    if len(feeds) != len(inputs):
-        raise StageFailed(f"the TFLite model has {len(inputs)} inputs but {len(feeds)} "
-                          f"arrays were given")
-    feeds = [np.asarray(f, dtype=d["dtype"]) for f, d in zip(feeds, inputs)]
+    given = {node_of(k): v for k, v in feeds.items()}
+    names = [node_of(d["name"]) for d in inputs]
+    if sorted(given) != sorted(names):
+        raise StageFailed(f"the TFLite model takes inputs {sorted(names)}, got arrays for {sorted(given)}")
+    feeds = [np.asarray(given[n], dtype=d["dtype"]) for n, d in zip(names, inputs)]
     if any(list(f.shape) != list(d["shape"]) for f, d in zip(feeds, inputs)):
-        # e.g. batch 1 data on a batch-4 model: resize rather than refuse.
+        # e.g. batch 1 data on a batch-4 model: resize batched inputs rather than refuse;
+        # a scalar input is never resized.
         try:
             for f, d in zip(feeds, inputs):
+                if len(d["shape"]) == 0 and f.ndim:
+                    raise ValueError(f"input {d['name']!r} is a scalar")
                 interpreter.resize_tensor_input(d["index"], list(f.shape))
             interpreter.allocate_tensors()
         except (RuntimeError, ValueError) as e:
-            shapes = [list(map(int, d["shape"])) for d in inputs]
+            shapes = {n: list(map(int, d["shape"])) for n, d in zip(names, inputs)}
             raise StageFailed(f"the TFLite model takes inputs of shape {shapes} and cannot be "
-                              f"resized to {[list(f.shape) for f in feeds]}: {first_line(e)}") from None
+                              f"resized to {dict(zip(names, (list(f.shape) for f in feeds)))}: "
+                              f"{first_line(e)}") from None
     outputs = [d["index"] for d in interpreter.get_output_details()]
 
     def run():
         for f, d in zip(feeds, inputs):
             interpreter.set_tensor(d["index"], f)
-        interpreter.invoke()
+        try:
+            interpreter.invoke()
+        except RuntimeError as e:  # e.g. a loop whose shapes were fixed to the built batch
+            raise StageFailed(f"running the TFLite model failed: {first_line(e)}") from None
         return [interpreter.get_tensor(i) for i in outputs]
 
     return run

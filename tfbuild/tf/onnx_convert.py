@@ -4,24 +4,49 @@ tf2onnx does the conversion, onnxruntime's float16 converter the FP16 model
 (inputs and outputs kept float32) and `onnxruntime.quantization` the INT8 one:
 static quantization to Q/DQ pairs, the explicit form TensorRT also reads.
 Inputs and outputs keep the frozen graph's node names (no ':0').
+
+tf2onnx logs what it cannot convert and still returns a model; here such a model
+is refused in one line (StageFailed) naming the ops and nodes, and no model is
+written that onnxruntime cannot load.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import sys
 import tempfile
+import warnings
+from collections import Counter
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from tfbuild.errors import BackendUnavailable, StageFailed, first_line
-from tfbuild.tf.measure import node_of, read_graph_def
+from tfbuild.errors import BackendUnavailable, CalibrationError, StageFailed, first_line
+from tfbuild.tf.measure import node_of, onnx_session, read_graph_def
 
 # Parity bounds (max abs diff against the frozen graph), for outputs in [0, 1];
 # deploy.tolerance scales them for unbounded outputs. FP32: same math, other
 # kernels. FP16: weights and activations in half precision. INT8: 8-bit Q/DQ.
 TOLERANCE = {"FP32": 1e-4, "FP16": 1e-2, "INT8": 1e-1}
+
+# TensorFlow ops tf2onnx 1.17 has no handler for, converted here with the same
+# math: Erfc(x) = 1 - Erf(x) (exact GELU, keras.activations.gelu(approximate=False)).
+REWRITTEN_OPS = ("Erfc",)
+
+# Why tf2onnx leaves some ops, and what to do, for the refusal message.
+_HINTS = {
+    "TensorList": "the frozen graph holds a TF2 loop (LSTM/GRU/RNN) in lowered form (Enter/Exit/Merge), which "
+                  "tf2onnx converts only as a While op: freeze it with convert_variables_to_constants_v2("
+                  "lower_control_flow=False), or convert the model with tf2onnx.convert.from_keras",
+    "PartitionedCall": "a function call is left in the frozen graph (e.g. Keras 3's XLA-compiled grouped "
+                       "convolution, Conv2D(groups>1)): tf2onnx converts only inlined graphs: freeze it with "
+                       "the function inlined",
+}
+_HINT = ("replace it in the model with ops tf2onnx supports "
+         "(github.com/onnx/tensorflow-onnx/blob/main/support_status.md), or deploy with the tflite stage")
 
 
 def preflight() -> None:
@@ -33,10 +58,40 @@ def preflight() -> None:
 
 
 def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], *, opset: int,
-            batch_size: Optional[int], precision: str, calibration: Optional[np.ndarray], out: Path,
-            symmetric: bool = False) -> dict:
-    """Write `out` (.onnx); return its metadata."""
+            batch_size: Optional[int], precision: str, calibration: Optional[Dict[str, np.ndarray]],
+            out: Path, symmetric: bool = False, verbose: bool = False) -> dict:
+    """Write `out` (.onnx); return its metadata.
+
+    `inputs`: the frozen graph's ({"name", "dtype", "shape"}); `calibration`: for INT8,
+    one array [N, ...] per input name. `verbose` lets tf2onnx's and TensorFlow's log
+    through; otherwise it is kept for the error message.
+    """
     import onnx
+
+    model = _tf2onnx(frozen_pb, inputs, outputs, opset, batch_size, verbose)
+    if precision == "FP16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+        with _captured(verbose):
+            model = convert_float_to_float16(model, keep_io_types=True)
+    if precision == "INT8":
+        model = _quantize(model, inputs, calibration, batch_size, symmetric, verbose)
+    _canonical(model.graph)
+    for field in (model.graph.initializer, model.graph.value_info):  # the quantizer's order varies
+        items = sorted(field, key=lambda item: item.name)
+        del field[:]
+        field.extend(items)
+    data = model.SerializeToString(deterministic=True)
+    _check(model, data, f"the {precision} model of {frozen_pb.name}")
+    out.write_bytes(data)
+    return {"precision": precision, "opset": opset, "batch_size": batch_size,
+            "inputs": [_io(v) for v in model.graph.input], "outputs": [_io(v) for v in model.graph.output],
+            "ops": dict(sorted(Counter(n.op_type for n in model.graph.node).items())),
+            "onnx_ir_version": model.ir_version, "size_bytes": len(data), "onnx": onnx.__version__}
+
+
+def _tf2onnx(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], opset: int,
+             batch_size: Optional[int], verbose: bool):
+    """tf2onnx's model of the frozen graph; one with ops it could not convert is refused."""
     import tf2onnx
 
     graph_def = read_graph_def(frozen_pb)
@@ -44,36 +99,146 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], 
     # so a rebuild in the same process writes the same bytes.
     tf2onnx.utils.INTERNAL_NAME = 1
     names = [node_of(i["name"]) for i in inputs]
-    shapes = {f"{n}:0": [batch_size, *i["shape"][1:]] for n, i in zip(names, inputs)} if batch_size else None
     renames = {f"{n}:0": n for n in [*names, *map(node_of, outputs)]}
-    try:
-        model, _ = tf2onnx.convert.from_graph_def(
-            graph_def, input_names=[f"{n}:0" for n in names], output_names=[f"{node_of(o)}:0" for o in outputs],
-            opset=opset, shape_override=shapes, tensors_to_rename=renames)
-    except Exception as e:  # noqa: BLE001  an op tf2onnx cannot map, and the like
-        raise StageFailed(f"tf2onnx could not convert {frozen_pb.name} at opset {opset}: {first_line(e)}") from None
+    with _captured(verbose) as log:
+        try:
+            model, _ = tf2onnx.convert.from_graph_def(
+                graph_def, input_names=[f"{n}:0" for n in names], output_names=[f"{node_of(o)}:0" for o in outputs],
+                opset=opset, shape_override=_shapes(inputs, batch_size), tensors_to_rename=renames,
+                custom_op_handlers={"Erfc": (_erfc, ["Erf"])})   # REWRITTEN_OPS
+        except Exception as e:  # noqa: BLE001  a graph tf2onnx cannot read, and the like
+            raise StageFailed(f"tf2onnx could not convert {frozen_pb.name} at opset {opset}: "
+                              f"{first_line(e)}{_said(log)}") from None
     model.producer_version = tf2onnx.__version__   # fixed text: identical rebuilds, identical bytes
-    if precision == "FP16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-        model = convert_float_to_float16(model, keep_io_types=True)
-    if precision == "INT8":
-        model = _quantize(model, names[0], calibration, batch_size, symmetric)
-    _canonical(model.graph)
-    for field in (model.graph.initializer, model.graph.value_info):  # the quantizer's order varies
-        items = sorted(field, key=lambda item: item.name)
-        del field[:]
-        field.extend(items)
-    out.write_bytes(model.SerializeToString(deterministic=True))
-    ops = {}
-    for node in model.graph.node:
-        ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    return {"precision": precision, "opset": opset, "batch_size": batch_size,
-            "inputs": [_io(v) for v in model.graph.input], "outputs": [_io(v) for v in model.graph.output],
-            "ops": dict(sorted(ops.items())), "onnx_ir_version": model.ir_version,
-            "size_bytes": out.stat().st_size, "onnx": onnx.__version__}
+    left = _unconverted(model)
+    if left:
+        raise StageFailed(f"tf2onnx cannot convert {_listed(left)} at opset {opset}: {_fix(left, opset)}")
+    _check(model, None, f"tf2onnx's model of {frozen_pb.name}", log)
+    return model
 
 
-_COUNTER = re.compile(r"__\d+")   # what tf2onnx and the quantizer append: BASE__N
+def _shapes(inputs: Sequence[Mapping], batch_size: Optional[int]) -> Optional[dict]:
+    """The batch size on the inputs that have a batch dimension; scalars keep their rank 0."""
+    if not batch_size:
+        return None
+    return {f"{node_of(i['name'])}:0": [batch_size, *i["shape"][1:]] for i in inputs if i.get("shape")} or None
+
+
+def _erfc(ctx, node, name, args):
+    """tf2onnx handler (custom_op_handlers API): the node arrives renamed Erf; Erfc = 1 - Erf."""
+    from tf2onnx import utils
+
+    out = node.output[0]
+    dtype = ctx.get_dtype(out)
+    one = ctx.make_const(utils.make_name(f"{name}/one"), np.array(1, utils.map_onnx_to_numpy_type(dtype)))
+    sub = ctx.make_node("Sub", [one.output[0], out], name=utils.make_name(f"{name}/erfc"),
+                        shapes=[ctx.get_shape(out)], dtypes=[dtype])
+    ctx.insert_node_on_output(sub, out)
+    return node
+
+
+def _unconverted(model) -> Dict[str, List[str]]:
+    """{op: [node names]} of the nodes that are not ONNX ops: those tf2onnx left as
+    TensorFlow ops (no handler, or a handler that expects another graph form)."""
+    import onnx
+
+    left: Dict[str, List[str]] = {}
+
+    def walk(graph):
+        for node in graph.node:
+            if not onnx.defs.has(node.op_type, node.domain):
+                left.setdefault(node.op_type, []).append(node.name)
+            for attr in node.attribute:   # Loop, If and Scan bodies
+                for sub in [attr.g] if attr.HasField("g") else attr.graphs:
+                    walk(sub)
+    walk(model.graph)
+    return dict(sorted(left.items()))
+
+
+def _listed(left: Dict[str, List[str]]) -> str:
+    """'op Erfc (nodes a/b, c/d)', 'ops A (node x), B (nodes y, z, ... 3 more)'."""
+    def nodes(names):
+        shown = ", ".join(names[:3]) + (f", ... {len(names) - 3} more" if len(names) > 3 else "")
+        return f"node{'s' if len(names) > 1 else ''} {shown}"
+    return f"op{'s' if len(left) > 1 else ''} " + ", ".join(f"{op} ({nodes(n)})" for op, n in left.items())
+
+
+def _fix(left: Dict[str, List[str]], opset: int) -> str:
+    import tf2onnx
+
+    for op in left:
+        hint = next((h for key, h in _HINTS.items() if key in op), None)
+        if hint:
+            return hint
+    # An op tf2onnx converts only from a later opset than the one asked for.
+    handlers = tf2onnx.handler.tf_op.get_opsets().get(tf2onnx.constants.ONNX_DOMAIN, [])
+    later = [v for op in left for v, ops in enumerate(handlers) if op in ops and v > opset]
+    return f"set onnx.opset={min(later)} or later" if later else _HINT
+
+
+def _check(model, data: Optional[bytes], what: str, log: Sequence[str] = ()) -> None:
+    """Refuse, in one line, a model that onnx's checker or onnxruntime rejects (`data`:
+    the model serialized, where the caller has it)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:  # noqa: BLE001  ValidationError, and protobuf size limits
+        raise StageFailed(f"{what} is invalid: {first_line(e)}{_said(log)}") from None
+    try:
+        onnx_session(data if data is not None else model.SerializeToString())
+    except StageFailed as e:
+        raise StageFailed(f"{what}: {e}{_said(log)}") from None
+
+
+@contextlib.contextmanager
+def _captured(verbose: bool):
+    """Keep tf2onnx's, TensorFlow's and onnxruntime's chatter off the terminal: their
+    Python logging, warnings and native writes to fd 2 (grappler, the optimizers'
+    tracebacks). Yields the list of what they logged at WARNING or above, first line
+    each, for error messages. `verbose`: let it all through."""
+    lines: List[str] = []
+    if verbose:
+        yield lines
+        return
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            if record.levelno >= logging.WARNING:
+                lines.append(first_line(Exception(record.getMessage())))
+
+    loggers = [logging.getLogger(n) for n in ("tf2onnx", "tensorflow", "onnxruntime", "")]
+    saved = [(lg, lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.handlers, lg.propagate = [Keep()], False
+        lg.setLevel(max(lg.level, logging.WARNING))   # INFO chatter is not even formatted
+    sys.stderr.flush()
+    fd2 = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield lines
+            finally:
+                sys.stderr.flush()
+                os.dup2(fd2, 2)
+    finally:
+        os.close(fd2)
+        for lg, handlers, propagate, level in saved:
+            lg.handlers, lg.propagate = handlers, propagate
+            lg.setLevel(level)
+
+
+def _said(log: Sequence[str], who: str = "tf2onnx") -> str:
+    """The first thing the converter complained about, for a message that has no better cause."""
+    said = next((line for line in log if not line.startswith("From ")), "")   # not TF's deprecations
+    return f" ({who}: {said})" if said else ""
+
+
+# What tf2onnx and the quantizer append (BASE__N), and the object ids tf2onnx's einsum
+# optimizer puts in names (einsum139708668420880_ba): made-up names, from counters.
+_COUNTER = re.compile(r"__\d+|\d{9,}")
 
 
 def _canonical(graph) -> None:
@@ -157,44 +322,66 @@ def _topological(nodes: list, key: dict) -> list:
     return order if len(order) == len(nodes) else nodes
 
 
-def _quantize(model, input_name: str, data: Optional[np.ndarray], batch_size: Optional[int],
-              symmetric: bool):
-    """Static INT8 quantization into Q/DQ pairs, calibrated on `data`; `symmetric`
-    activations (zero point 0) for TensorRT, whose parser takes no other form."""
+def _quantize(model, inputs: Sequence[Mapping], data: Optional[Dict[str, np.ndarray]],
+              batch_size: Optional[int], symmetric: bool, verbose: bool):
+    """Static INT8 quantization into Q/DQ pairs, calibrated on `data` (one array per
+    input; integer inputs such as token ids are fed as they are and not quantized);
+    `symmetric` activations (zero point 0) for TensorRT, whose parser takes no other form."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    size = batch_size or 1
+    batches = _calibration_batches(inputs, data, batch_size or 1)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            n = len(data)
-            self.batches = iter([{input_name: np.asarray(data[[(s + i) % n for i in range(size)]], np.float32)}
-                                 for s in range(0, n, size)])
+            self.batches = iter(batches)
 
         def get_next(self):
             return next(self.batches, None)
 
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    with tempfile.TemporaryDirectory(prefix="tfbuild-onnx-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tfbuild-onnx-") as tmp, _captured(verbose) as log:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))
-        quiet = logging.getLogger()   # the quantizer logs every weight it skips, to the root logger
-        level, quiet.level = quiet.level, logging.ERROR
         try:
             # onnxruntime's own pre-processing first: batch norm folded into the convolutions,
-            # shapes inferred, so the quantizer sees what onnxruntime will run.
-            quant_pre_process(str(src), str(src))
+            # shapes inferred, so the quantizer sees what onnxruntime will run. ONNX's shape
+            # inference suffices for tf2onnx's standard ops; the symbolic one needs sympy and
+            # fails on transformers' dynamic dims ("Incomplete symbolic shape inference").
+            quant_pre_process(str(src), str(src), skip_symbolic_shape=True)
             quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
                             extra_options={"ActivationSymmetric": symmetric})
         except Exception as e:  # noqa: BLE001
-            raise StageFailed(f"onnxruntime could not quantize the model to INT8: {first_line(e)}") from None
-        finally:
-            quiet.setLevel(level)
+            raise StageFailed(f"onnxruntime could not quantize the model to INT8: {first_line(e)}"
+                              f"{_said(log, 'onnxruntime')}") from None
         return onnx.load(str(dst))
+
+
+def _calibration_batches(inputs: Sequence[Mapping], data: Optional[Dict[str, np.ndarray]],
+                         size: int) -> List[Dict[str, np.ndarray]]:
+    """Feeds for the calibration reader: batch k holds samples k*size.. of every input
+    (wrapping around), each in its own dtype; a scalar input takes its value at k*size."""
+    if not data:
+        raise CalibrationError("INT8 needs calibration data: one array per input")
+    data = {node_of(k): np.asarray(v) for k, v in data.items()}
+    missing = [node_of(i["name"]) for i in inputs if node_of(i["name"]) not in data]
+    if missing:
+        raise CalibrationError(f"the calibration data has no samples for input {missing[0]!r}")
+    n = min(len(v) for v in data.values())
+    if not n:
+        raise CalibrationError("the calibration data is empty")
+    batches = []
+    for start in range(0, n, size):
+        feed = {}
+        for i in inputs:
+            name = node_of(i["name"])
+            values = data[name].astype(i["dtype"], copy=False)
+            feed[name] = np.asarray(values[start]) if not i.get("shape") else \
+                values[[(start + k) % n for k in range(size)]]
+        batches.append(feed)
+    return batches
 
 
 def _io(value) -> dict:

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 tf.get_logger().setLevel("ERROR")  # v1-API deprecation notes say nothing a user can act on
 
+from .graphdef import inline_calls
 from ..errors import CheckpointError, ConfigError, InferenceModeError, NodeNotFound, StageFailed, first_line
 
 Signature = Tuple[Callable, Dict[str, tf.TensorSpec], List[str]]   # fn(**inputs) -> {key: tensor}
@@ -37,24 +38,39 @@ def saved_model_signature(path: str, name: str) -> Signature:
 
 
 def keras_signature(model) -> Signature:
-    """A Keras model (Keras 3 or tf_keras) called in inference mode."""
+    """A Keras model (Keras 3 or tf_keras) called in inference mode, with its inputs
+    as it takes them: one tensor, a list, or a dict of named inputs."""
     try:
-        specs = [tf.TensorSpec(t.shape, t.dtype, name=_clean(t.name)) for t in model.inputs]
+        structure = _structure(model, "input", "inputs")
+        tensors = tf.nest.flatten(structure)
     except (AttributeError, ValueError):
-        specs = []
-    if not specs:
+        tensors = []
+    if not tensors:
         raise ConfigError(f"the Keras model {model.name!r} has no defined inputs: build it on "
                           "keras.Input(...) (a Functional model) or call it once before saving")
-    names = [s.name for s in specs]
-    keys = _unique([_clean(_layer_name(t) or f"output_{i}") for i, t in enumerate(model.outputs)])
+    named = isinstance(structure, dict)
+    names = [_clean(k) for k in sorted(structure)] if named else [_clean(t.name) for t in tensors]
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=n) for n, t in zip(names, tensors)]
+    outputs = _structure(model, "output", "outputs")
+    keys = [_clean(k) for k in sorted(outputs)] if isinstance(outputs, dict) else \
+        _unique([_clean(_layer_name(t) or f"output_{i}") for i, t in enumerate(tf.nest.flatten(outputs))])
 
     def fn(**feeds):
         args = [feeds[n] for n in names]
-        out = model(args if len(args) > 1 else args[0], training=False)
-        out = out if isinstance(out, (list, tuple)) else [out]
-        return dict(zip(keys, out))
+        out = model(tf.nest.pack_sequence_as(structure, args) if named or len(args) > 1 else args[0],
+                    training=False)
+        return dict(zip(keys, tf.nest.flatten(out)))
 
     return fn, dict(zip(names, specs)), keys
+
+
+def _structure(model, single: str, flat: str):
+    """model.input / model.output as the model was built (a dict for named inputs); the
+    flat list where the model was never called (a Sequential built on keras.Input)."""
+    try:
+        return getattr(model, single)
+    except (AttributeError, ValueError):
+        return getattr(model, flat)
 
 
 def keras_file(path: str):
@@ -117,8 +133,10 @@ def _root_name(reader) -> str:
     return children[0] if len(children) == 1 and not children[0].startswith("layer") else ""
 
 
-def freeze(signature: Signature, outputs: List[str]) -> Tuple[tf.compat.v1.GraphDef, List[str], Callable]:
-    """(frozen GraphDef, output node names, fn(feeds) -> outputs) for the chosen outputs."""
+def freeze(signature: Signature, outputs: List[str], shapes: Dict[str, list]) -> Tuple[
+        tf.compat.v1.GraphDef, List[str], Callable]:
+    """(frozen GraphDef, output node names, fn(feeds) -> outputs) for the chosen outputs,
+    inputs in name order, with the dims the user pinned in `shapes`."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     fn, inputs, keys = signature
@@ -127,17 +145,17 @@ def freeze(signature: Signature, outputs: List[str]) -> Tuple[tf.compat.v1.Graph
     if unknown:
         raise NodeNotFound(f"freeze.outputs: {unknown[0]!r} is not an output of the model; "
                            f"its outputs are {', '.join(keys)}")
-    names = list(inputs)
+    names = sorted(inputs)
 
-    @tf.function(input_signature=[tf.TensorSpec(inputs[n].shape, inputs[n].dtype, name=n) for n in names],
-                 autograph=False)
+    @tf.function(input_signature=[_pinned(inputs[n], n, shapes.get(n)) for n in names], autograph=False)
     def named(*args):
         result = fn(**dict(zip(names, args)))
         return [tf.identity(result[k], name=k) for k in chosen]
 
     concrete = named.get_concrete_function()
     try:
-        frozen = convert_variables_to_constants_v2(concrete).graph.as_graph_def()
+        # Loops stay functional (While): converters map them to LSTM/Loop ops, not Enter/Exit.
+        frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False).graph.as_graph_def()
     except Exception as e:  # noqa: BLE001  e.g. an op TF cannot fold
         node = re.search(r"node (\S+AssignVariableOp)", str(e))
         if node:  # a graph that writes its variables cannot be constants
@@ -147,7 +165,7 @@ def freeze(signature: Signature, outputs: List[str]) -> Tuple[tf.compat.v1.Graph
                 "training=False") from None
         raise StageFailed(f"cannot freeze the model: {first_line(e)}") from None
     # The function's own outputs pass through Identity_N nodes: keep only what our names need.
-    frozen = tf.compat.v1.graph_util.extract_sub_graph(frozen, [*chosen])
+    frozen = tf.compat.v1.graph_util.extract_sub_graph(inline_calls(frozen, chosen), [*chosen])
     missing = [k for k in chosen if k not in {n.name for n in frozen.node}]
     if missing:
         raise CheckpointError(f"freezing renamed output {missing[0]!r}: an input has the same name; "
@@ -157,6 +175,16 @@ def freeze(signature: Signature, outputs: List[str]) -> Tuple[tf.compat.v1.Graph
         return [t.numpy() for t in named(*[tf.constant(feeds[n]) for n in names])]
 
     return frozen, chosen, run
+
+
+def _pinned(spec: tf.TensorSpec, name: str, shape) -> tf.TensorSpec:
+    if shape is None:
+        return tf.TensorSpec(spec.shape, spec.dtype, name=name)
+    if not spec.shape.is_compatible_with(shape):
+        raise ConfigError(f"freeze.input_shapes.{name}={shape} does not fit the model's input shape "
+                          f"{spec.shape.as_list() if spec.shape.rank is not None else 'unknown'}: pin only "
+                          "its free (None) dims")
+    return tf.TensorSpec(shape, spec.dtype, name=name)
 
 
 def _unique(names: List[str]) -> List[str]:

@@ -1,9 +1,21 @@
-"""Convert a frozen GraphDef to a `.tflite` model at FP32, FP16 or INT8."""
+"""Convert a frozen GraphDef to a `.tflite` model at FP32, FP16 or INT8.
+
+One route for every model: the GraphDef, its inputs pinned to their full shapes, is
+wrapped in a concrete function and converted by TFLite's V2 converter, builtin ops
+only (a model that needs the Flex delegate is refused: tfbuild does not ship it).
+The model's tensors keep the frozen graph's names, inputs in the given order and
+outputs in the order asked for, so runners match them by name.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+import sys
+import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -11,7 +23,7 @@ import numpy as np
 
 from tfbuild.precision import PRECISIONS
 from tfbuild.errors import CalibrationError, ConfigError, NodeNotFound, StageFailed
-from tfbuild.tf.measure import node_of
+from tfbuild.tf.measure import node_of, read_graph_def
 
 # Largest |tflite - frozen| allowed on any output element. Outputs are softmax
 # probabilities in [0, 1], so these are absolute probability errors.
@@ -33,110 +45,280 @@ TOLERANCE = {
 
 
 def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
-            precision: str, batch_size: int, calibration: np.ndarray | None,
-            out_path: Path) -> dict:
+            precision: str, batch_size: int, calibration: Mapping[str, np.ndarray] | None,
+            out_path: Path, *, verbose: bool = False) -> dict:
     """Write `out_path` (.tflite) with the batch fixed at `batch_size`; return its metadata.
 
-    `inputs` items have `name`, `shape` (batch may be None/-1) and `dtype`.
-    INT8 uses the converter's default post-training quantization: int8 weights
-    and activations, float32 model inputs and outputs, float fallback for ops
-    without an int8 kernel.
+    `inputs` items have `name`, `dtype` and `shape`: the batch (first) dimension may be
+    None/-1 and becomes `batch_size`; every other dimension must be known; `[]` is a
+    scalar input, kept as it is. INT8 uses post-training quantization calibrated on
+    `calibration` ({input name: [N, ...] array}, scalars [N]): int8 weights and
+    activations, float fallback for ops without an int8 kernel, model inputs and
+    outputs keep their dtypes. Converter logs show only when `verbose`.
     """
-    if not isinstance(precision, str) or precision.upper() not in PRECISIONS:
-        raise ConfigError(f"unknown TFLite precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    precision = precision.upper()
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if not inputs or not outputs:
-        raise ConfigError("TFLite conversion needs at least one input and one output node")
-    input_shapes = {}
-    for spec in inputs:
-        shape = list(spec["shape"])
-        if any(d is None or d < 0 for d in shape[1:]):
-            raise ConfigError(f"input {spec['name']!r} has shape {shape}: only the batch "
-                              f"dimension may be unknown, give the others fixed sizes")
-        input_shapes[node_of(spec["name"])] = [batch_size, *shape[1:]]
+    precision = _check_request(inputs, outputs, precision, batch_size)
+    shapes = {spec["name"]: _pinned_shape(spec, batch_size) for spec in inputs}
+    representative = (_representative_dataset(inputs, shapes, calibration, batch_size)
+                      if precision == "INT8" else None)
+    graph_def = read_graph_def(frozen_pb)
+    _check_names(graph_def, shapes, outputs, frozen_pb)
     if precision == "INT8":
-        representative = _representative_dataset(inputs, calibration, batch_size)
+        _check_calibratable(graph_def)
+    with _quiet(verbose) as said:
+        try:
+            model = _convert(graph_def, shapes, outputs, precision, representative)
+        except Exception as e:  # ConverterError and friends: report the first real error
+            error = _first_error_line(f"{e}\n{said()}")
+            raise StageFailed(f"TFLite {precision} conversion of {frozen_pb} failed: {_explain(error)}") from None
 
-    import tensorflow as tf  # lazy: keeps `import tfbuild...` fast
+    from tfbuild.tf.measure import load_interpreter
 
-    try:
-        converter = tf.compat.v1.lite.TFLiteConverter.from_frozen_graph(
-            str(frozen_pb), list(input_shapes), [node_of(o) for o in outputs],
-            input_shapes=input_shapes)
-    except ValueError as e:
-        if "Invalid tensors" in str(e):  # a node name not in the graph
-            raise NodeNotFound(f"{frozen_pb}: {e} Check the input/output node names "
-                               f"in the target") from None
-        raise StageFailed(f"cannot load {frozen_pb} for TFLite conversion: {e}") from None
-    except OSError as e:
-        raise StageFailed(f"cannot load {frozen_pb} for TFLite conversion: {e} "
-                          f"Rebuild the frozen graph") from None
-    if precision == "FP16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif precision == "INT8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-    try:
-        model = converter.convert()
-    except Exception as e:  # ConverterError and friends: report the first real error
-        raise StageFailed(f"TFLite {precision} conversion of {frozen_pb} failed: "
-                          f"{_first_error_line(str(e))}") from None
+    interpreter = load_interpreter(model_content=model)
+    meta_inputs = [_details(d) for d in interpreter.get_input_details()]
+    meta_outputs = [_details(d) for d in interpreter.get_output_details()]
+    # Runners match feeds by name and read outputs by position: both rest on this.
+    if (sorted(i["name"] for i in meta_inputs) != sorted(map(_tensor_key, shapes))
+            or [o["name"] for o in meta_outputs] != [_tensor_key(o) for o in outputs]):
+        raise StageFailed(f"the TFLite model's tensors are {[i['name'] for i in meta_inputs]} -> "
+                          f"{[o['name'] for o in meta_outputs]}, not the frozen graph's "
+                          f"{list(shapes)} -> {list(outputs)}: report this tfbuild bug")
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     tmp.write_bytes(model)
     os.replace(tmp, out_path)  # never leave a half-written model at out_path
-
-    from tfbuild.tf.measure import load_interpreter
-
-    interpreter = load_interpreter(model_content=model)
-    return {
-        "precision": precision,
-        "batch_size": batch_size,
-        "size_bytes": len(model),
-        "inputs": [_details(d) for d in interpreter.get_input_details()],
-        "outputs": [_details(d) for d in interpreter.get_output_details()],
-    }
+    return {"precision": precision, "batch_size": batch_size, "size_bytes": len(model),
+            "inputs": meta_inputs, "outputs": meta_outputs}
 
 
-def _representative_dataset(inputs: Sequence[Mapping], calibration, batch_size: int):
-    if calibration is None or len(calibration) == 0:
+def _check_request(inputs, outputs, precision, batch_size) -> str:
+    if not isinstance(precision, str) or precision.upper() not in PRECISIONS:
+        raise ConfigError(f"unknown TFLite precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not inputs or not outputs:
+        raise ConfigError("TFLite conversion needs at least one input and one output node")
+    return precision.upper()
+
+
+def _pinned_shape(spec: Mapping, batch_size: int) -> list[int]:
+    """The input's shape in the model: batch fixed, scalars left rank 0."""
+    shape = spec.get("shape")
+    if shape is None or any(d is None or d < 0 for d in shape[1:]):
+        raise ConfigError(f"input {spec['name']!r} has shape {shape}: only the batch "
+                          f"dimension may be unknown, give the others fixed sizes")
+    return [batch_size, *shape[1:]] if shape else []
+
+
+def _check_names(graph_def, shapes: Mapping, outputs: Sequence[str], frozen_pb) -> None:
+    nodes = {n.name: n.op for n in graph_def.node}
+    missing = [n for n in [*shapes, *outputs] if node_of(n) not in nodes]
+    if missing:
+        raise NodeNotFound(f"{frozen_pb} has no node {', '.join(map(repr, missing))}: check "
+                           f"the input/output node names in the target")
+    not_placeholders = [n for n in shapes if nodes[node_of(n)] != "Placeholder"]
+    if not_placeholders:
+        raise NodeNotFound(f"input {', '.join(map(repr, not_placeholders))} of {frozen_pb} is not "
+                           f"a Placeholder: name the graph's input nodes")
+
+
+def _check_calibratable(graph_def) -> None:
+    """TFLite's INT8 calibrator crashes the process (SIGSEGV, TF 2.21) on the loops that
+    tensor lists become (Keras LSTM/GRU); plain while loops calibrate fine."""
+    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+    rnn = next((n for n in nodes if "TensorList" in n.op), None)
+    if rnn is not None:
+        raise StageFailed(f"TFLite INT8 cannot calibrate a recurrent loop ({rnn.op} at node "
+                          f"{rnn.name!r}, e.g. an LSTM or GRU): its calibrator crashes on it; "
+                          f"use tflite.precision=FP16 or FP32")
+
+
+def _convert(graph_def, shapes: Mapping[str, list], outputs: Sequence[str], precision: str,
+             representative) -> bytes:
+    import tensorflow as tf  # lazy: keeps `import tfbuild...` fast
+
+    graph_def = _static_tensor_lists(_with_input_shapes(graph_def, shapes), shapes)
+    func = _concrete_function(graph_def, list(shapes), outputs)
+    # trackable_obj=func keeps the GraphDef route: no SavedModel round trip, which would
+    # rename tensors (serving_default_x:0) and reorder them.
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([func], func)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # never Flex
+    if precision == "FP16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "INT8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+    return converter.convert()
+
+
+def _with_input_shapes(graph_def, shapes: Mapping[str, list]):
+    """A copy whose input placeholders have the shapes the model is built for."""
+    import tensorflow as tf
+
+    graph_def = type(graph_def).FromString(graph_def.SerializeToString())
+    by_name = {n.name: n for n in graph_def.node}
+    for name, shape in shapes.items():
+        by_name[node_of(name)].attr["shape"].shape.CopyFrom(tf.TensorShape(shape).as_proto())
+    return graph_def
+
+
+def _static_tensor_lists(graph_def, shapes: Mapping[str, list]):
+    """Give TensorList element shapes their batch: RNN loops (Keras LSTM/GRU) store
+    per-step [batch, units] elements, traced with batch -1. TFLite lowers tensor lists
+    to builtins only when the element shape is static, and a constant [-1, units] does
+    not learn the batch from the pinned inputs. A -1 that was not the batch makes the
+    conversion or the parity check fail."""
+    from tensorflow.python.framework import op_def_registry, tensor_util
+
+    batch = next((s[0] for s in shapes.values() if s), None)
+    if batch is None:
+        return graph_def
+    by_name = {n.name: n for n in graph_def.node}
+    for node in graph_def.node:
+        op_def = op_def_registry.get(node.op) if "TensorList" in node.op else None
+        args = [a.name for a in op_def.input_arg] if op_def else []
+        if "element_shape" not in args:
+            continue
+        const = by_name.get(node_of(node.input[args.index("element_shape")]))
+        if const is None or const.op != "Const":
+            continue
+        value = tensor_util.MakeNdarray(const.attr["value"].tensor)
+        if value.ndim == 1 and value.size > 1 and value[0] == -1 and (value[1:] >= 0).all():
+            value = value.copy()
+            value[0] = batch
+            const.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(value))
+    return graph_def
+
+
+def _concrete_function(graph_def, inputs: Sequence[str], outputs: Sequence[str]):
+    """The GraphDef as a function of `inputs` (in that order) to `outputs`."""
+    import tensorflow as tf
+
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    graph = wrapped.graph
+    tensor = lambda name: graph.get_tensor_by_name(name if ":" in name else name + ":0")  # noqa: E731
+    return wrapped.prune([tensor(n) for n in inputs], [tensor(o) for o in outputs])
+
+
+def _representative_dataset(inputs: Sequence[Mapping], shapes: Mapping[str, list],
+                            calibration: Mapping[str, np.ndarray] | None, batch_size: int):
+    """Samples for the INT8 calibrator: each a list in the model's input order (that of
+    `inputs`), each input fed with its own dtype (token ids, masks stay integers)."""
+    if not calibration:
         raise CalibrationError("INT8 conversion needs calibration data: set calibration.path "
                                "(or calibration.random: true for a demo)")
-    if len(inputs) != 1:
-        raise ConfigError(f"INT8 calibration supports single-input models, this one has "
-                          f"{len(inputs)} inputs: use FP32 or FP16")
-    expected = list(inputs[0]["shape"])[1:]
-    if list(calibration.shape[1:]) != expected:
-        raise CalibrationError(f"calibration data has shape {list(calibration.shape)}, expected "
-                               f"[N, {', '.join(map(str, expected))}] to match input "
-                               f"{inputs[0]['name']}")
-    dtype = np.dtype(inputs[0].get("dtype", "float32"))
+    if not isinstance(calibration, Mapping):
+        raise CalibrationError("calibration data must map each input name to its samples")
+    arrays = []
+    for spec in inputs:
+        name = spec["name"]
+        data = calibration.get(name, calibration.get(node_of(name)))
+        if data is None:
+            raise CalibrationError(f"calibration data has no samples for input {name!r} "
+                                   f"(it has {', '.join(map(repr, calibration)) or 'none'})")
+        data = np.asarray(data)
+        expected = shapes[name][1:] if shapes[name] else []
+        if data.ndim < 1 or list(data.shape[1:]) != expected:
+            raise CalibrationError(f"calibration data for {name!r} has shape {list(data.shape)}, "
+                                   f"expected [{', '.join(map(str, ['N', *expected]))}]")
+        arrays.append((data, np.dtype(spec.get("dtype", "float32")), bool(shapes[name])))
+    n = min(len(a) for a, _, _ in arrays)
+    if n == 0 or any(len(a) != n for a, _, _ in arrays):
+        raise CalibrationError(f"calibration data needs the same number N >= 1 of samples for "
+                               f"every input, got {[len(a) for a, _, _ in arrays]}")
 
     def dataset():
         # Whole batches of the model's fixed size: a graph with a reshape to
-        # [batch, classes] (DenseNet's squeeze) cannot take one sample at a time.
-        # Cycling fills the last batch; min/max statistics do not mind repeats.
-        n = len(calibration)
+        # [batch, classes] cannot take one sample at a time. Cycling fills the
+        # last batch; min/max statistics do not mind repeats. Scalars take one value.
         for start in range(0, n, batch_size):
             idx = [(start + i) % n for i in range(batch_size)]
-            yield [np.asarray(calibration[idx], dtype=dtype)]
+            yield [np.asarray(a[idx] if batched else a[start], dtype=dtype)
+                   for a, dtype, batched in arrays]
 
     return dataset
 
 
+@contextlib.contextmanager
+def _quiet(verbose: bool):
+    """Keep the converter's chatter (TF deprecation notes, absl logs, MLIR diagnostics on
+    fd 2) off the terminal unless `verbose`; yield a function returning what it wrote,
+    where the cause of a failure may be."""
+    if verbose:
+        yield lambda: ""
+        return
+    loggers = [logging.getLogger(n) for n in ("tensorflow", "absl")]
+    levels = [lg.level for lg in loggers]
+    sys.stderr.flush()
+    saved_fd2 = os.dup(2)
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+
+        def said() -> str:
+            sys.stderr.flush()
+            sink.seek(0)
+            return sink.read().decode(errors="replace")
+
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved_fd2, 2)
+            os.close(saved_fd2)
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
 def _first_error_line(message: str) -> str:
+    """The converter's first diagnostic, less its MLIR source location."""
     for line in message.splitlines():
         if "error: " in line:
-            line = line.split("error: ", 1)[1]
-            line = re.sub(r"^loc\(.*?\):\s*", "", line)  # MLIR source location
-            if line.strip():
-                return line.strip()
+            line = _strip_location(line.split("error: ", 1)[1])
+            if line:
+                return line
     return next((l.strip() for l in message.splitlines() if l.strip()), "unknown error")
+
+
+def _strip_location(text: str) -> str:
+    """'loc(callsite(...)): msg' -> 'msg' (locations nest parentheses)."""
+    text = text.strip()
+    if not text.startswith("loc("):
+        return text
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and ch == ")":
+            return text[i + 1:].lstrip(": ").strip()
+    return text
+
+
+_NO_KERNEL = re.compile(r"'(tf\.\w+)' op is neither a custom op nor a flex op|"
+                        r"failed to legalize operation '(tf\.\w+)'")
+
+
+def _explain(error: str) -> str:
+    """The converter's error plus what the user can do about it."""
+    error = error.replace("\\n", " ").rstrip(". ")
+    match = _NO_KERNEL.search(error)
+    if match:
+        op = match.group(1) or match.group(2)
+        return (f"{error}: TFLite has no builtin kernel for {op} and tfbuild builds models "
+                f"without the Flex delegate; replace {op} in the model, or deploy it through "
+                f"the onnx or trt stage")
+    if "element_shape" in error or "tensor list" in error.lower():
+        return (f"{error}: give the recurrent layers fixed sizes (sequence length and "
+                f"features in keras.Input) so each step's shape is static")
+    return f"{error} (run with verbose=true for the converter's full log)"
+
+
+def _tensor_key(name: str) -> str:
+    """A tensor's name as TFLite writes it: 'probs:0' -> 'probs', 'split:1' stays."""
+    return name[:-2] if name.endswith(":0") else name
 
 
 def _details(d: Mapping) -> dict:
