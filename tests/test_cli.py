@@ -129,7 +129,7 @@ def test_gc_bad_arguments(project, capsys):
 def _calibration(project: Path) -> None:
     np.save(project / "wrong_shape.npy", np.zeros((4, 16, 16, 3), np.float32))
     np.save(project / "strings.npy", np.array(["a", "b"]))
-    np.save(project / "bools.npy", np.zeros((2, 32, 32, 3), bool))
+    np.save(project / "bools.npy", np.zeros((2, 32, 32, 3), complex))
     np.save(project / "zero.npy", np.zeros((0, 32, 32, 3), np.float32))
     (project / "images").mkdir()
     (project / "images/a.png").write_bytes(b"not a png at all")
@@ -157,7 +157,7 @@ MISTAKES = [
     (["model._target_=nosuch.module.build"], "no module 'nosuch.module' is importable"),
     (["tflite.precision=INT8", "tflite.calibration.path=wrong_shape.npy"], "expected [N, 32, 32, 3]"),
     (["tflite.precision=INT8", "tflite.calibration.path=strings.npy"], "has dtype <U1"),
-    (["tflite.precision=INT8", "tflite.calibration.path=bools.npy"], "has dtype bool"),
+    (["tflite.precision=INT8", "tflite.calibration.path=bools.npy"], "has dtype complex"),
     (["tflite.precision=INT8", "tflite.calibration.path=zero.npy"], "holds 0 samples"),
     (["tflite.precision=INT8", "tflite.calibration.path=images"], "is not a PNG, JPEG, BMP or GIF"),
     (["tflite.calibration.path=zero.npy", "tflite.calibration.random=true"], "set only one of"),

@@ -39,7 +39,7 @@ def test_batches_cycle_to_whole_batches_and_scalars_stay_rank0():
     feeds = list(batches(s, [IMAGE, TEMPERATURE], 2))
     assert len(feeds) == 3 and all(f["image"].shape == (2, 4, 4, 3) for f in feeds)
     assert np.array_equal(feeds[2]["image"][1], s["image"][0])   # the last batch cycles
-    assert feeds[1]["temperature"].shape == () and feeds[1]["temperature"] == s["temperature"][2]
+    assert isinstance(feeds[1]["temperature"], np.ndarray) and feeds[1]["temperature"].shape == () and feeds[1]["temperature"] == s["temperature"][2]
     assert rounded_up(8, 3) == 9 and rounded_up(8, 8) == 8
     assert one_batch([IMAGE], 4)["image"].shape == (4, 4, 4, 3)
 

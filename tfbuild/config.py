@@ -89,7 +89,7 @@ class FreezeCfg:
     # Dims beyond the batch that the model leaves free, pinned: {image: [null, 224, 224, 3]}.
     input_shapes: Dict[str, List[Optional[int]]] = field(default_factory=dict)
     # Values parity and benchmark inputs are drawn from: {ids: [0, 4999], image: [-1, 1]}.
-    input_ranges: Dict[str, List[float]] = field(default_factory=dict)
+    input_ranges: Dict[str, List[Any]] = field(default_factory=dict)   # numbers: ints stay ints
     tolerance: float = 1e-4
 
 

@@ -60,7 +60,7 @@ def batches(samples: Samples, inputs: Sequence[Mapping], batch: int) -> Iterator
     n = count(samples)
     for start in range(0, n, batch):
         idx = [(start + k) % n for k in range(batch)]
-        yield {s["name"]: (samples[s["name"]][idx[0]] if is_scalar(s) else samples[s["name"]][idx])
+        yield {s["name"]: np.asarray(samples[s["name"]][idx[0]] if is_scalar(s) else samples[s["name"]][idx])
                for s in inputs}
 
 

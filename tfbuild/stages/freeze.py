@@ -61,7 +61,8 @@ def check(s: Settings) -> None:
             raise ConfigError(f"freeze.input_shapes.{name}={shape}: give a list of sizes, null for the "
                               f"batch, e.g. freeze.input_shapes.{name}=[null,224,224,3]")
     for name, bounds in f.input_ranges.items():
-        if len(bounds) != 2 or not bounds[0] <= bounds[1]:
+        numbers = all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        if len(bounds) != 2 or not numbers or not bounds[0] <= bounds[1]:
             raise ConfigError(f"freeze.input_ranges.{name}={bounds}: give [low, high] with low <= high, "
                               f"e.g. freeze.input_ranges.{name}=[0,255]")
     if kind == TF2 and not (s.model and s.model._target_):

@@ -71,7 +71,7 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     path = out / ARTIFACT
     meta = convert(deploy.frozen(freeze), graph_inputs, outputs, opset=o.opset, batch_size=o.batch_size,
                    precision=o.precision, calibration=data.calibration if int8 else None,
-                   symmetric=s.symmetric, out=path)
+                   symmetric=s.symmetric, out=path, verbose=getattr(log, "verbose", False))
     return {**meta, **deploy.parity(freeze, data.parity, batch, lambda f: run_onnx(path, f),
                                     f"ONNX {o.precision} model", "onnx", o.tolerance, TOLERANCE[o.precision],
                                     data.parity_source)}

@@ -37,7 +37,7 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     data = deploy.samples(freeze, "tflite", t.calibration, int8, t.batch_size, log)
     path = out / ARTIFACT
     meta = convert(deploy.frozen(freeze), graph_inputs, outputs, t.precision, t.batch_size,
-                   data.calibration if int8 else None, path)
+                   data.calibration if int8 else None, path, verbose=getattr(log, "verbose", False))
     return {**meta, **deploy.parity(freeze, data.parity, t.batch_size, lambda f: run_tflite(path, f),
                                     f"TFLite {t.precision} model", "tflite", t.tolerance, TOLERANCE[t.precision],
                                     data.parity_source)}

@@ -8,8 +8,12 @@ GATHERS = ("GatherV2", "ResourceGather", "Gather")
 
 
 def canonical(graph_def):
-    """Nodes and functions sorted by name: the order TensorFlow writes them in follows
-    dict and set iteration in the loader, so one model could freeze to many byte strings."""
+    """Names made of a counter renamed by content, then nodes and functions sorted by name.
+
+    A loaded SavedModel names its captured variables by a process-wide counter ('307'),
+    and the loader writes nodes in dict and set order: one model could freeze to many
+    byte strings, within one process and across processes."""
+    _rename_counters(graph_def)
     nodes = sorted(graph_def.node, key=lambda n: n.name)
     del graph_def.node[:]
     graph_def.node.extend(nodes)
@@ -47,6 +51,36 @@ def inline_calls(graph_def, outputs: List[str]):
     rewrite.optimizers.append("function")
     rewrite.min_graph_nodes = -1
     return tf_optimizer.OptimizeGraph(config, meta)
+
+
+def _rename_counters(graph_def) -> None:
+    import hashlib
+    renamed, taken = {}, {n.name for n in graph_def.node}
+    users: Dict[str, List[str]] = {}
+    for n in graph_def.node:
+        for i in n.input:
+            users.setdefault(i.lstrip("^").split(":")[0], []).append(n.name)
+    for node in graph_def.node:
+        if node.name.isdigit():   # by content and by who reads it: twin zero biases stay apart
+            content = [node.attr[k].SerializeToString(deterministic=True) for k in sorted(node.attr)]
+            digest = hashlib.sha1(b"".join([*content, *(u.encode() for u in sorted(users.get(node.name, [])))])
+                                  ).hexdigest()[:12]
+            new = f"{node.op}_{digest}"
+            while new in taken:   # two identical constants: still two nodes
+                new += "_"
+            taken.add(new)
+            renamed[node.name] = new
+    if not renamed:
+        return
+    for node in graph_def.node:
+        node.name = renamed.get(node.name, node.name)
+        node.input[:] = [_renamed_input(i, renamed) for i in node.input]
+
+
+def _renamed_input(name: str, renamed: dict) -> str:
+    control, node, port = name.startswith("^"), *name.lstrip("^").partition(":")[::2]
+    node = renamed.get(node, node)
+    return ("^" if control else "") + node + (f":{port}" if port else "")
 
 
 def pin_shapes(graph_def, shapes: Dict[str, List[Optional[int]]]) -> None:

@@ -297,12 +297,25 @@ def _canonical(graph) -> None:
                 dim.dim_param = dims.setdefault(dim.dim_param, f"{_COUNTER.sub('', dim.dim_param)}_{len(dims)}")
 
 
+def _outer_inputs(node) -> set:
+    """Names an If/Loop body reads from the enclosing graph: dependencies as real as inputs."""
+    from onnx import AttributeProto
+    graphs = [a.g for a in node.attribute if a.type == AttributeProto.GRAPH] + \
+        [g for a in node.attribute if a.type == AttributeProto.GRAPHS for g in a.graphs]
+    names = set()
+    for g in graphs:
+        inner = {o for n in g.node for o in n.output} | {i.name for i in (*g.input, *g.initializer)}
+        for n in g.node:
+            names |= {i for i in (*n.input, *_outer_inputs(n)) if i not in inner}
+    return names
+
+
 def _topological(nodes: list, key: dict) -> list:
     """Kahn's order, the smallest content digest first among the ready nodes."""
     import heapq
 
     made = {out: n for n in nodes for out in n.output}
-    waiting = {id(n): {i for i in n.input if i in made} for n in nodes}
+    waiting = {id(n): {i for i in (*n.input, *_outer_inputs(n)) if i in made} for n in nodes}
     users: dict = {}
     for n in nodes:
         for i in waiting[id(n)]:
