@@ -132,3 +132,16 @@ def test_model_export_freezes_to_one_digest_and_verifies(saved, project, tfbuild
     assert len(digests) == 1
     run = tfbuild("target=m", "verify=true")
     assert run.code == 0, run.out + run.err
+
+
+@pytest.mark.parametrize("name, ranges", [("attention_encoder", {"ids": [0, 299], "mask": [0, 1]}),
+                                          ("bilstm_tokens", {"ids": [0, 499]})])
+def test_token_ids_stay_inside_the_vocabulary_without_being_told(name, ranges, saved, project, tfbuild):
+    case = zoo.BY_NAME[name]   # its position embedding (16 rows) is not the vocabulary
+    _, paths = saved(case)
+    install(project, case, paths["keras"], "")
+    (project / "targets" / "m.yaml").write_text(f"checkpoint: {{path: {paths['keras'].name}}}\n")
+    run = tfbuild("target=m")
+    assert run.code == 0, run.out + run.err
+    meta = json.loads((artifact(run, "freeze").parent / "tfbuild.json").read_text())["metadata"]
+    assert {i["name"]: i["range"] for i in meta["inputs"]} == ranges

@@ -456,7 +456,7 @@ def _parity_feeds(inputs: List[dict]) -> Dict:
             example = ",".join(["null", *(str(d or 224) for d in shape[1:])]) if shape else "null,..."
             raise ConfigError(f"input {spec['name']!r} has shape {shape}: tfbuild needs known dimensions beyond "
                               f"the batch (parity, TFLite, ONNX): pin them, e.g. "
-                              f"freeze.input_shapes.{spec['name']}=[{example}]")
+                              f"+freeze.input_shapes.{spec['name']}=[{example}] (or in the target file)")
     fixed = [s["shape"][0] for s in inputs if s["shape"] and s["shape"][0] is not None]
     samples = draw(inputs, fixed[0] if fixed else PARITY_SAMPLES)
     return {s["name"]: samples[s["name"]][0] if s["shape"] == [] else samples[s["name"]] for s in inputs}

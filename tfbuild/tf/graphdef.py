@@ -5,6 +5,8 @@ from collections import deque
 from typing import Dict, List, Optional
 
 GATHERS = ("GatherV2", "ResourceGather", "Gather")
+# Carry the input's shape, not its values (positions are often cumsum(ones_like(ids))).
+SHAPE_OPS = ("Shape", "ShapeN", "Size", "Rank", "OnesLike", "ZerosLike", "Fill")
 
 
 def canonical(graph_def):
@@ -113,7 +115,7 @@ def vocabulary(graph_def, name: str, depth: int = 6) -> Optional[int]:
                 dims = table.attr["value"].tensor.tensor_shape.dim if table is not None and table.op == "Const" else []
                 if dims:
                     sizes.append(dims[0].size)
-            elif level < depth and user.name not in seen:
+            elif level < depth and user.name not in seen and user.op not in SHAPE_OPS:
                 seen.add(user.name)
                 todo.append((user.name, level + 1))
     return min(sizes) if sizes else None
