@@ -9,13 +9,8 @@ outputs in the order asked for, so runners match them by name.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import re
-import sys
-import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,6 +19,7 @@ import numpy as np
 from tfbuild.precision import PRECISIONS
 from tfbuild.errors import CalibrationError, ConfigError, NodeNotFound, StageFailed
 from tfbuild.tf.measure import node_of, read_graph_def
+from tfbuild.tf.quiet import captured
 
 # Largest |tflite - frozen| allowed on any output element. Outputs are softmax
 # probabilities in [0, 1], so these are absolute probability errors.
@@ -64,11 +60,11 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
     _check_names(graph_def, shapes, outputs, frozen_pb)
     if precision == "INT8":
         _check_calibratable(graph_def)
-    with _quiet(verbose) as said:
+    with captured(verbose) as chatter:
         try:
             model = _convert(graph_def, shapes, outputs, precision, representative)
         except Exception as e:  # ConverterError and friends: report the first real error
-            error = _first_error_line(f"{e}\n{said()}")
+            error = _first_error_line(f"{e}\n{chatter.stderr()}")
             raise StageFailed(f"TFLite {precision} conversion of {frozen_pb} failed: {_explain(error)}") from None
 
     from tfbuild.tf.measure import load_interpreter
@@ -239,39 +235,6 @@ def _representative_dataset(inputs: Sequence[Mapping], shapes: Mapping[str, list
                    for a, dtype, batched in arrays]
 
     return dataset
-
-
-@contextlib.contextmanager
-def _quiet(verbose: bool):
-    """Keep the converter's chatter (TF deprecation notes, absl logs, MLIR diagnostics on
-    fd 2) off the terminal unless `verbose`; yield a function returning what it wrote,
-    where the cause of a failure may be."""
-    if verbose:
-        yield lambda: ""
-        return
-    loggers = [logging.getLogger(n) for n in ("tensorflow", "absl")]
-    levels = [lg.level for lg in loggers]
-    sys.stderr.flush()
-    saved_fd2 = os.dup(2)
-    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-
-        def said() -> str:
-            sys.stderr.flush()
-            sink.seek(0)
-            return sink.read().decode(errors="replace")
-
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield said
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved_fd2, 2)
-            os.close(saved_fd2)
-            for lg, level in zip(loggers, levels):
-                lg.setLevel(level)
 
 
 def _first_error_line(message: str) -> str:
