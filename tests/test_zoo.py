@@ -145,3 +145,17 @@ def test_token_ids_stay_inside_the_vocabulary_without_being_told(name, ranges, s
     assert run.code == 0, run.out + run.err
     meta = json.loads((artifact(run, "freeze").parent / "tfbuild.json").read_text())["metadata"]
     assert {i["name"]: i["range"] for i in meta["inputs"]} == ranges
+
+
+def test_a_transformer_onnx_model_rebuilds_to_the_same_bytes(saved, project, tfbuild):
+    # tf2onnx keeps whichever of two equal constants it meets first, and its einsum
+    # optimizer orders by object ids: names and node order must not depend on either.
+    case = zoo.BY_NAME["attention_encoder"]
+    _, paths = saved(case)
+    install(project, case, paths["keras"], "onnx: {precision: FP32, batch_size: null}\n")
+    digests = set()
+    for _ in range(3):
+        run = tfbuild("target=m", "force=[onnx]")
+        assert run.code == 0, run.out + run.err
+        digests.add(hashlib.sha256(artifact(run, "onnx").read_bytes()).hexdigest())
+    assert len(digests) == 1

@@ -11,13 +11,8 @@ written that onnxruntime cannot load.
 """
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import re
-import sys
 import tempfile
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -26,6 +21,7 @@ import numpy as np
 
 from tfbuild.errors import BackendUnavailable, CalibrationError, StageFailed, first_line
 from tfbuild.tf.measure import node_of, onnx_session, read_graph_def
+from tfbuild.tf.quiet import captured
 
 # Parity bounds (max abs diff against the frozen graph), for outputs in [0, 1];
 # deploy.tolerance scales them for unbounded outputs. FP32: same math, other
@@ -71,7 +67,7 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], 
     model = _tf2onnx(frozen_pb, inputs, outputs, opset, batch_size, verbose)
     if precision == "FP16":
         from onnxruntime.transformers.float16 import convert_float_to_float16
-        with _captured(verbose):
+        with captured(verbose):
             model = convert_float_to_float16(model, keep_io_types=True)
     if precision == "INT8":
         model = _quantize(model, inputs, calibration, batch_size, symmetric, verbose)
@@ -100,7 +96,7 @@ def _tf2onnx(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
     tf2onnx.utils.INTERNAL_NAME = 1
     names = [node_of(i["name"]) for i in inputs]
     renames = {f"{n}:0": n for n in [*names, *map(node_of, outputs)]}
-    with _captured(verbose) as log:
+    with captured(verbose) as log:
         try:
             model, _ = tf2onnx.convert.from_graph_def(
                 graph_def, input_names=[f"{n}:0" for n in names], output_names=[f"{node_of(o)}:0" for o in outputs],
@@ -108,7 +104,7 @@ def _tf2onnx(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
                 custom_op_handlers={"Erfc": (_erfc, ["Erf"])})   # REWRITTEN_OPS
         except Exception as e:  # noqa: BLE001  a graph tf2onnx cannot read, and the like
             raise StageFailed(f"tf2onnx could not convert {frozen_pb.name} at opset {opset}: "
-                              f"{first_line(e)}{_said(log)}") from None
+                              f"{first_line(e)}{_said(log.lines)}") from None
     model.producer_version = tf2onnx.__version__   # fixed text: identical rebuilds, identical bytes
     left = _unconverted(model)
     if left:
@@ -184,50 +180,11 @@ def _check(model, data: Optional[bytes], what: str, log: Sequence[str] = ()) -> 
     try:
         onnx.checker.check_model(model)
     except Exception as e:  # noqa: BLE001  ValidationError, and protobuf size limits
-        raise StageFailed(f"{what} is invalid: {first_line(e)}{_said(log)}") from None
+        raise StageFailed(f"{what} is invalid: {first_line(e)}{_said(log.lines)}") from None
     try:
         onnx_session(data if data is not None else model.SerializeToString())
     except StageFailed as e:
-        raise StageFailed(f"{what}: {e}{_said(log)}") from None
-
-
-@contextlib.contextmanager
-def _captured(verbose: bool):
-    """Keep tf2onnx's, TensorFlow's and onnxruntime's chatter off the terminal: their
-    Python logging, warnings and native writes to fd 2 (grappler, the optimizers'
-    tracebacks). Yields the list of what they logged at WARNING or above, first line
-    each, for error messages. `verbose`: let it all through."""
-    lines: List[str] = []
-    if verbose:
-        yield lines
-        return
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            if record.levelno >= logging.WARNING:
-                lines.append(first_line(Exception(record.getMessage())))
-
-    loggers = [logging.getLogger(n) for n in ("tf2onnx", "tensorflow", "onnxruntime", "")]
-    saved = [(lg, lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
-    for lg in loggers:
-        lg.handlers, lg.propagate = [Keep()], False
-        lg.setLevel(max(lg.level, logging.WARNING))   # INFO chatter is not even formatted
-    sys.stderr.flush()
-    fd2 = os.dup(2)
-    try:
-        with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield lines
-            finally:
-                sys.stderr.flush()
-                os.dup2(fd2, 2)
-    finally:
-        os.close(fd2)
-        for lg, handlers, propagate, level in saved:
-            lg.handlers, lg.propagate = handlers, propagate
-            lg.setLevel(level)
+        raise StageFailed(f"{what}: {e}{_said(log.lines)}") from None
 
 
 def _said(log: Sequence[str], who: str = "tf2onnx") -> str:
@@ -249,13 +206,20 @@ def _canonical(graph) -> None:
     two conversions of one graph can differ in names and node order only. Each
     made-up name becomes its base plus a digest of what computes it (op, attributes,
     inputs), and nodes are ordered topologically with ties broken by that digest.
+    Constants are named by content: of equal constants, tf2onnx keeps whichever it
+    meets first, under that one's name.
     """
     import hashlib
 
+    from onnx import numpy_helper
+
     digest = {v.name: v.name for v in graph.input}
-    for init in graph.initializer:
-        digest[init.name] = init.name if not _COUNTER.search(init.name) else \
-            hashlib.sha1(init.SerializeToString(deterministic=True).replace(init.name.encode(), b"")).hexdigest()
+    made_up = {init.name for init in graph.initializer}
+    for init in graph.initializer:   # one stored form per value (raw_data, not float_data)
+        value = numpy_helper.from_array(numpy_helper.to_array(init))
+        digest[init.name] = hashlib.sha1(value.SerializeToString(deterministic=True)).hexdigest()
+        value.name = init.name
+        init.CopyFrom(value)
     nodes = list(graph.node)   # one wrapper per node: id() stays valid below
     node_key = {}
     for node in nodes:  # ONNX graphs are topologically sorted
@@ -263,18 +227,21 @@ def _canonical(graph) -> None:
         base = hashlib.sha1(b"|".join([node.op_type.encode(), node.domain.encode(), attrs,
                                        *(digest.get(i, i).encode() for i in node.input)])).hexdigest()
         node_key[id(node)] = base
+        made_up |= {n for n in (node.name, *node.output) if _COUNTER.search(n)}
         for k, out in enumerate(node.output):
-            digest[out] = out if not _COUNTER.search(out) else f"{base}:{k}"
+            digest[out] = f"{base}:{k}" if out in made_up else out
 
     keep = {v.name for v in (*graph.input, *graph.output)}   # the model's own names stay
+    initializers = {init.name for init in graph.initializer}
     renamed: dict = {}
-    taken = {n for n in digest if n in keep or not _COUNTER.search(n)}
+    taken = {n for n in digest if n in keep or n not in made_up}
 
     def name(old: str, key: str = "") -> str:
-        if old in keep or not _COUNTER.search(old):
+        if old in keep or old not in made_up:
             return old
         if old not in renamed:
-            new = f"{_COUNTER.sub('', old)}__{hashlib.sha1((key or digest.get(old, old)).encode()).hexdigest()[:10]}"
+            stem = "const" if old in initializers else _COUNTER.sub('', old)
+            new = f"{stem}__{hashlib.sha1((key or digest.get(old, old)).encode()).hexdigest()[:10]}"
             while new in taken:  # two made-up twins (same op, same inputs): keep them apart
                 new += "_"
             taken.add(new)
@@ -287,6 +254,8 @@ def _canonical(graph) -> None:
         node.output[:] = [name(o) for o in node.output]
     for item in (*graph.initializer, *graph.value_info):
         item.name = name(item.name)
+    for inner in (n for node in nodes for n in _body_nodes(node)):   # If/Loop bodies read outer names
+        inner.input[:] = [renamed.get(i, i) for i in inner.input]
     del graph.node[:]
     graph.node.extend(_topological(nodes, node_key))
     # Unknown dimensions get counter names too (unk__240): number them in order.
@@ -297,13 +266,24 @@ def _canonical(graph) -> None:
                 dim.dim_param = dims.setdefault(dim.dim_param, f"{_COUNTER.sub('', dim.dim_param)}_{len(dims)}")
 
 
+def _bodies(node) -> list:
+    from onnx import AttributeProto
+    return [a.g for a in node.attribute if a.type == AttributeProto.GRAPH] + \
+        [g for a in node.attribute if a.type == AttributeProto.GRAPHS for g in a.graphs]
+
+
+def _body_nodes(node):
+    """Every node inside an If/Loop node's bodies, at any depth."""
+    for g in _bodies(node):
+        for n in g.node:
+            yield n
+            yield from _body_nodes(n)
+
+
 def _outer_inputs(node) -> set:
     """Names an If/Loop body reads from the enclosing graph: dependencies as real as inputs."""
-    from onnx import AttributeProto
-    graphs = [a.g for a in node.attribute if a.type == AttributeProto.GRAPH] + \
-        [g for a in node.attribute if a.type == AttributeProto.GRAPHS for g in a.graphs]
     names = set()
-    for g in graphs:
+    for g in _bodies(node):
         inner = {o for n in g.node for o in n.output} | {i.name for i in (*g.input, *g.initializer)}
         for n in g.node:
             names |= {i for i in (*n.input, *_outer_inputs(n)) if i not in inner}
@@ -338,8 +318,10 @@ def _topological(nodes: list, key: dict) -> list:
 def _quantize(model, inputs: Sequence[Mapping], data: Optional[Dict[str, np.ndarray]],
               batch_size: Optional[int], symmetric: bool, verbose: bool):
     """Static INT8 quantization into Q/DQ pairs, calibrated on `data` (one array per
-    input; integer inputs such as token ids are fed as they are and not quantized);
-    `symmetric` activations (zero point 0) for TensorRT, whose parser takes no other form."""
+    input; integer inputs such as token ids are fed as they are and not quantized).
+    `symmetric`: the form a TensorRT engine is built from (_tensorrt_form: zero points of 0,
+    int8 Q/DQ on the weighted ops' inputs only, float biases); otherwise onnxruntime's
+    default form (every op it can quantize, int32 biases, asymmetric activations)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
@@ -354,7 +336,7 @@ def _quantize(model, inputs: Sequence[Mapping], data: Optional[Dict[str, np.ndar
         def get_next(self):
             return next(self.batches, None)
 
-    with tempfile.TemporaryDirectory(prefix="tfbuild-onnx-") as tmp, _captured(verbose) as log:
+    with tempfile.TemporaryDirectory(prefix="tfbuild-onnx-") as tmp, captured(verbose) as log:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(src))
         try:
@@ -363,13 +345,59 @@ def _quantize(model, inputs: Sequence[Mapping], data: Optional[Dict[str, np.ndar
             # inference suffices for tf2onnx's standard ops; the symbolic one needs sympy and
             # fails on transformers' dynamic dims ("Incomplete symbolic shape inference").
             quant_pre_process(str(src), str(src), skip_symbolic_shape=True)
+            form = _tensorrt_form(onnx.load(str(src))) if symmetric else {
+                "extra_options": {"ActivationSymmetric": False}}
             quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-                            extra_options={"ActivationSymmetric": symmetric})
+                            **form)
         except Exception as e:  # noqa: BLE001
             raise StageFailed(f"onnxruntime could not quantize the model to INT8: {first_line(e)}"
-                              f"{_said(log, 'onnxruntime')}") from None
+                              f"{_said(log.lines, 'onnxruntime')}") from None
         return onnx.load(str(dst))
+
+
+# TensorRT's explicit-quantization form (NVIDIA's Q/DQ placement recommendations): Q/DQ on
+# the inputs of the weighted ops only, weights per channel on their output-channel axis,
+# activations per tensor, all symmetric (zero point 0). TensorRT fuses the rest itself.
+TENSORRT_QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _tensorrt_form(model) -> dict:
+    """quantize_static arguments for the model a TensorRT engine is built from.
+
+    TensorRT's IDequantizeLayer takes INT8/FP8/INT4/FP4 inputs only, so no bias becomes an
+    int32 DequantizeLinear (onnxruntime's QuantizeBias default) and nothing but the weights
+    and activations of TENSORRT_QUANTIZED_OPS is quantized: batch-norm scales and biases,
+    Mul/Add constants stay float. onnxruntime 1.32's per-channel axes are the output
+    channels (Conv 0, ConvTranspose 1, Gemm 0 or 1 by transB), and here a MatMul's B
+    [..., K, N] is quantized on its last axis (onnxruntime's default, 1, is right for
+    rank 2 only). A MatMul whose constant is its first input ([M, K]: onnxruntime would
+    scale along K, the reduced axis) is left in float.
+    """
+    excluded = []
+    inits = {i.name for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "MatMul" and node.input[0] in inits:
+            excluded.append(node.name)
+    return {
+        "op_types_to_quantize": list(TENSORRT_QUANTIZED_OPS),
+        "nodes_to_exclude": excluded,
+        "extra_options": {
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+            # Biases stay float: no int32 DequantizeLinear, which TensorRT refuses; and no
+            # weight scale widened to keep an int32 bias in range (there is none).
+            "QuantizeBias": False,
+            "QDQDisableWeightAdjustForInt32Bias": True,
+            # TensorRT fuses a weighted op's output with what follows; NVIDIA recommends
+            # not quantizing the outputs of weighted ops.
+            "OpTypesToExcludeOutputQuantization": list(TENSORRT_QUANTIZED_OPS),
+            # "In TRT, QDQ pair can't be shared between nodes" (onnxruntime qdq_quantizer.py)
+            "DedicatedQDQPair": True,
+            # The output channels of a MatMul's B [..., K, N], whatever its rank.
+            "QDQOpTypePerChannelSupportToAxis": {"MatMul": -1},
+        },
+    }
 
 
 def _calibration_batches(inputs: Sequence[Mapping], data: Optional[Dict[str, np.ndarray]],
