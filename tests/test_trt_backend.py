@@ -29,6 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 L4 = {"name": "NVIDIA L4", "compute_capability": "8.9"}
 P4 = {"name": "Tesla P4", "compute_capability": "6.1"}
 P100 = {"name": "Tesla P100-PCIE-16GB", "compute_capability": "6.0"}
+V100 = {"name": "Tesla V100-SXM2-16GB", "compute_capability": "7.0"}
+T4 = {"name": "Tesla T4", "compute_capability": "7.5"}
+REAL_GPU, REAL_PREFLIGHT = trt_backend.gpu, trt_engine.preflight
 
 
 @pytest.fixture
@@ -116,14 +119,99 @@ def test_tensorflow_build_record_is_read_without_importing_it():
     assert trt_backend.tf_built_with_tensorrt() == bool(tf.sysconfig.get_build_info().get("is_tensorrt_build"))
 
 
-def test_gpu_probe_reads_nvidia_smi_and_falls_back_for_old_drivers(monkeypatch):
-    answers = {"name,compute_cap": (("NVIDIA H100 80GB HBM3", "9.0"),), "name": (("NVIDIA H100 80GB HBM3",),)}
-    monkeypatch.setattr(trt_backend, "_nvidia_smi", lambda query: answers[query])
+_SMI = r"""#!{python}
+# a stand-in nvidia-smi: rows in PCI bus order, as NVML lists them
+import sys
+gpus, old_driver = {gpus!r}, {old_driver!r}
+args = sys.argv[1:]
+if not gpus:
+    print("No devices were found"); sys.exit(6)
+if args == ["-L"]:
+    for i, g in enumerate(gpus):
+        print(f"GPU {{i}}: {{g['name']}} (UUID: {{g['uuid']}})")
+        for j, mig in enumerate(g.get("mig", [])):
+            print(f"  MIG 1g.10gb     Device  {{j}}: (UUID: {{mig}})")
+    sys.exit(0)
+fields = args[0].split("=", 1)[1].split(",")
+if old_driver and "compute_cap" in fields:
+    print('Field "compute_cap" is not a valid field to query.'); sys.exit(2)
+for i, g in enumerate(gpus):
+    print(", ".join(str({{"index": i, "driver_version": "550.54.15"}}.get(f, g.get(f))) for f in fields))
+"""
+
+
+@pytest.fixture
+def nvidia_smi(tmp_path, monkeypatch):
+    """nvidia_smi(gpus, old_driver=False): a fake nvidia-smi first on PATH; CUDA_* variables unset."""
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+        monkeypatch.setenv(name, "")   # so monkeypatch restores what the probe sets
+        monkeypatch.delenv(name)
+
+    def fake(gpus, old_driver=False):
+        script = tmp_path / "bin" / "nvidia-smi"
+        script.parent.mkdir(exist_ok=True)
+        script.write_text(_SMI.format(python=sys.executable, gpus=gpus, old_driver=old_driver))
+        script.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+        trt_backend._smi.cache_clear()
+    yield fake
+    trt_backend._smi.cache_clear()
+
+
+SMI_P4 = {"uuid": "GPU-aaaa1111-0000", "name": "Tesla P4", "compute_cap": "6.1"}
+SMI_L4 = {"uuid": "GPU-bbbb2222-0000", "name": "NVIDIA L4", "compute_cap": "8.9", "mig": ["MIG-cccc3333-0000"]}
+
+
+def test_gpu_probe_reads_nvidia_smi_and_falls_back_for_old_drivers(nvidia_smi):
+    nvidia_smi([{"uuid": "GPU-1", "name": "NVIDIA H100 80GB HBM3", "compute_cap": "9.0"}])
     assert trt_backend.gpu() == {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
-    answers["name,compute_cap"] = ()   # a driver without the field refuses the query
+    assert trt_backend.driver_version() == "550.54.15"
+    nvidia_smi([{"uuid": "GPU-1", "name": "NVIDIA H100 80GB HBM3"}], old_driver=True)  # no compute_cap field
     assert trt_backend.gpu() == {"name": "NVIDIA H100 80GB HBM3", "compute_capability": None}
-    answers["name"] = ()
-    assert trt_backend.gpu() is None
+    nvidia_smi([{"uuid": "GPU-1", "name": "GRID T4-16C", "compute_cap": "[N/A]"}])   # some vGPUs
+    assert trt_backend.gpu() == {"name": "GRID T4-16C", "compute_capability": None}
+    trt_backend.require_gpu("11.1.0")                   # unknown: TensorRT says
+    trt_backend.require_precision("INT8")
+    nvidia_smi([])
+    assert trt_backend.gpu() is None and trt_backend.no_gpu() == trt_backend.NO_GPU
+
+
+@pytest.mark.parametrize("order, visible, expect", [
+    (None, None, "Tesla P4"),                # several GPUs: tfbuild makes CUDA count in PCI order
+    ("PCI_BUS_ID", "1", "NVIDIA L4"),         # an index in CUDA's order
+    (None, "1,0", "NVIDIA L4"),
+    ("FASTEST_FIRST", None, "NVIDIA L4"),     # the user's choice: the fastest (guessed: highest cc) first
+    ("FASTEST_FIRST", "1", "Tesla P4"),
+    (None, "GPU-bbbb", "NVIDIA L4"),          # a UUID prefix
+    (None, "MIG-cccc3333", "NVIDIA L4"),      # a MIG instance: its GPU
+    (None, "MIG-GPU-aaaa1111-0000/1/0", "Tesla P4"),   # the older MIG form
+    (None, "2,1", None),                      # the first entry that matches nothing ends the list
+    (None, "GPU-ffff", None),
+    (None, "", None),                         # no GPU
+    (None, "-1", None),
+])
+def test_gpu_probe_names_the_gpu_cuda_uses(nvidia_smi, monkeypatch, order, visible, expect):
+    nvidia_smi([SMI_P4, SMI_L4])
+    for name, value in (("CUDA_DEVICE_ORDER", order), ("CUDA_VISIBLE_DEVICES", visible)):
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    assert (trt_backend.gpu() or {}).get("name") == expect
+    assert os.environ["CUDA_DEVICE_ORDER"] == (order or "PCI_BUS_ID")   # TensorRT will count as nvidia-smi does
+    if expect is None:
+        assert trt_backend.no_gpu() == (f"no NVIDIA GPU is visible (CUDA_VISIBLE_DEVICES={visible!r} names "
+                                        "none of those nvidia-smi lists)")
+
+
+def test_the_gpu_check_and_identity_follow_cuda_visible_devices(project, tfbuild, machine, nvidia_smi, monkeypatch):
+    machine(tensorrt="10.9.0")
+    monkeypatch.setattr(trt_backend, "gpu", REAL_GPU)   # the probe itself, on the fake nvidia-smi
+    nvidia_smi([SMI_P4, SMI_L4])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert trt_backend.environment()["gpu"] == "NVIDIA L4"
+    trt_backend.require_gpu("10.9.0")   # the L4 builds it; the P4 it cannot see is no reason to refuse
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    line = one_line_error(tfbuild("target=tiny_trt", "trt.backend=tensorrt", "trt.precision=FP16"))
+    assert "the Tesla P4 (compute capability 6.1) cannot run TensorRT 10.9.0" in line
 
 
 def test_probes_and_planning_never_import_tensorflow_or_tensorrt(project):
@@ -193,21 +281,43 @@ def test_tf_trt_on_tensorflow_2_18_and_later_says_why(project, tfbuild, machine)
     assert not Path("build/store").exists()
 
 
+@pytest.mark.parametrize("gpu, tensorrt, expect", [
+    (P4, "10.9.0", "the Tesla P4 (compute capability 6.1) cannot run TensorRT 10.9.0, which needs compute "
+                   "capability 7.5 or newer (Turing or a later GPU); trt.backend=tf-trt (TensorRT 8.6) may run on it"),
+    (P100, "10.4.0", "the Tesla P100-PCIE-16GB (compute capability 6.0) cannot run TensorRT 10.4.0, which needs "
+                     "compute capability 7.0 or newer (Volta or a later GPU)"),
+    (V100, "11.1.0", "TensorRT 11.1.0, which needs compute capability 7.5 or newer (Turing or a later GPU); "
+                     "TensorRT 10.0-10.4 still runs on it: pip install 'tensorrt-cu12>=10,<10.5'"),
+])
+def test_a_gpu_tensorrt_10_or_11_cannot_run_is_refused(project, tfbuild, machine, gpu, tensorrt, expect):
+    machine(gpu=gpu, tensorrt=tensorrt)
+    line = one_line_error(tfbuild("target=tiny_trt", "trt.backend=tensorrt", "trt.precision=FP32"))
+    assert expect in line and "target=tiny_onnx" in line
+    assert not Path("build/store").exists()
+
+
+@pytest.mark.parametrize("gpu, tensorrt", [(V100, "10.4.0"), (T4, "10.5.0"), (T4, "11.4.0.106"), (L4, "11.1.0")])
+def test_gpus_tensorrt_10_or_11_runs_on_pass_at_every_precision(machine, gpu, tensorrt):
+    machine(gpu=gpu, tensorrt=tensorrt)
+    trt_backend.require_gpu(tensorrt)   # Volta and newer have FP16 and INT8 kernels
+
+
 @pytest.mark.parametrize("gpu, precision, expect", [
     (P4, "FP16", "the Tesla P4 (compute capability 6.1) has no TensorRT FP16 kernels; use FP32, INT8"),
     (P100, "INT8", "the Tesla P100-PCIE-16GB (compute capability 6.0) has no TensorRT INT8 kernels; "
                    "use FP32, FP16"),
 ])
-def test_reduced_precision_the_gpu_cannot_run_is_refused(project, tfbuild, machine, gpu, precision, expect):
-    machine(gpu=gpu, tensorrt="10.9.0")
-    line = one_line_error(tfbuild("target=tiny_trt", "trt.backend=tensorrt", f"trt.precision={precision}"))
-    assert f"trt.precision={precision}: {expect}" in line
-    assert not Path("build/store").exists()
+def test_tf_trt_refuses_a_reduced_precision_tensorrt_8_6_has_no_kernels_for(machine, gpu, precision, expect):
+    machine(gpu=gpu)
+    with pytest.raises(BackendUnavailable) as info:
+        trt_backend.require_precision(precision)
+    assert f"trt.precision={precision}: {expect}" in str(info.value)
 
 
 def test_precision_check_passes_where_the_gpu_has_kernels_or_cannot_say(machine):
     for found in (L4, {"name": "old driver", "compute_capability": None}, None):
         machine(gpu=found)
+        trt_backend.require_gpu("11.1.0")
         for precision in ("FP32", "FP16", "INT8"):
             trt_backend.require_precision(precision)
 
@@ -398,24 +508,55 @@ def test_int8_onnx_models_are_symmetric_for_tensorrt_and_asymmetric_for_onnxrunt
     assert trt_engine.asymmetric_qdq(onnx.load(run.report["artifact"])) != []
 
 
+class PolygraphyException(Exception):
+    """What Polygraphy's G_LOGGER.critical raises (polygraphy.exception)."""
+
+
+# What TensorRT 10's parser and Polygraphy print on a model it refuses: TensorRT's own log lines
+# (through Polygraphy's logger), the parser's errors, then Polygraphy's summary on stderr.
+PARSE_FAILURE = [
+    ("out", "[E] ModelImporter.cpp:836: While parsing node number 3 [DequantizeLinear -> \"bias_dq\"]:"),
+    ("out", "[E] ModelImporter.cpp:837: --- Begin node ---\n    input: \"bias_q\"\n    output: \"bias_dq\""),
+    ("out", "[E] ModelImporter.cpp:838: --- End node ---"),
+    ("out", "\x1b[31m[E] In node 3 with name: bias_dq and operator: DequantizeLinear (parseGraph): INVALID_NODE: "
+            "Assertion failed: inputType == DataType::kINT8\x1b[0m"),
+    ("err", "[!] Could not parse ONNX correctly"),
+]
+
+
 class _Polygraphy:
-    """Stands in for tensorrt and polygraphy.backend.trt: records what build() asks of them."""
+    """Stands in for tensorrt and polygraphy.backend.trt: records what build() asks of them, prints
+    and raises as Polygraphy does (polygraphy/backend/trt/util.py, logger/logger.py)."""
 
     def __init__(self, version: str, fail: bool = False):
-        self.calls, self.fail = {}, fail
+        self.calls, self.fail, self.quiet = {}, fail, False
         self.trt = types.SimpleNamespace(
             __version__=version, MemoryPoolType=types.SimpleNamespace(WORKSPACE="WORKSPACE"),
             ProfilingVerbosity=types.SimpleNamespace(DETAILED="DETAILED"),
             LayerInformationFormat=types.SimpleNamespace(JSON="JSON"))
-        logger = types.SimpleNamespace(ERROR=40, verbosity=lambda level: contextlib.nullcontext())
+        logger = types.SimpleNamespace(ERROR=40, verbosity=self.verbosity)
         self.modules = {"tensorrt": self.trt, "polygraphy": types.ModuleType("polygraphy"),
                         "polygraphy.backend": types.ModuleType("polygraphy.backend"),
                         "polygraphy.backend.trt": types.SimpleNamespace(
-                            CreateConfig=self.record("config", None), Profile=self.Profile,
+                            CreateConfig=self.config, Profile=self.Profile,
                             NetworkFromOnnxPath=self.record("network", None),
                             EngineBytesFromNetwork=self.record("build", lambda: self.built()),
                             EngineFromBytes=self.record("load", lambda: self.engine())),
                         "polygraphy.logger": types.SimpleNamespace(G_LOGGER=logger)}
+
+    @contextlib.contextmanager
+    def verbosity(self, level):
+        self.quiet = True
+        try:
+            yield
+        finally:
+            self.quiet = False
+
+    def config(self, **kwargs):
+        self.calls["config"] = ((), kwargs)
+        if not self.quiet:   # CreateConfig logs at INFO as it is made
+            print("[I] TF32 is disabled by default. Turn on TF32 for better performance ...")
+        return None
 
     def record(self, name, result):
         def call(*args, **kwargs):
@@ -430,7 +571,9 @@ class _Polygraphy:
 
     def built(self):
         if self.fail:
-            raise RuntimeError("Failed to parse ONNX model.\nIn node 3 ...")
+            for stream, text in PARSE_FAILURE:
+                print(text, file=sys.stdout if stream == "out" else sys.stderr)
+            raise PolygraphyException("Could not parse ONNX correctly")
         return b"serialized engine"
 
     def engine(self):
@@ -444,63 +587,164 @@ class _Polygraphy:
 INPUTS = [{"name": "input", "shape": [None, 32, 32, 3], "dtype": "float32"}]
 
 
-@pytest.mark.parametrize("version, strong, flags", [
-    ("10.9.0", False, {"fp16": True, "int8": False}),   # TensorRT 10: the precision flags
-    ("11.1.0", True, {}),                               # TensorRT 11: strong typing, no flag exists
+@pytest.mark.parametrize("version, precision, strong, flags", [
+    ("10.9.0", "FP16", False, {"fp16": True, "int8": False}),   # TensorRT 10: the precision flags
+    ("10.9.0", "INT8", False, {"fp16": True, "int8": True}),    # INT8 with FP16 outside the Q/DQ pairs
+    ("10.9.0", "FP32", False, {"fp16": False, "int8": False}),
+    ("11.1.0", "FP16", True, {}),                               # TensorRT 11: strong typing, no flag exists
+    ("11.1.0", "INT8", True, {}),
 ])
-def test_build_asks_tensorrt_for_profile_workspace_cache_and_precision(monkeypatch, tmp_path, version, strong, flags):
+def test_build_asks_tensorrt_for_profile_workspace_cache_and_precision(monkeypatch, tmp_path, capsys, version,
+                                                                       precision, strong, flags):
     fake = _Polygraphy(version)
     for name, module in fake.modules.items():
         monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(trt_engine, "_check_qdq", lambda path: None)
     cache, out = tmp_path / "bd/.tfbuild/trt-timing.cache", tmp_path / "model.engine"
-    meta = trt_engine.build(tmp_path / "model.onnx", out, inputs=INPUTS, precision="FP16", max_batch_size=8,
+    meta = trt_engine.build(tmp_path / "model.onnx", out, inputs=INPUTS, precision=precision, max_batch_size=8,
                             workspace=1 << 28, timing_cache=str(cache))
     config = fake.calls["config"][1]
     assert config["profiles"] == [{"input": ((1, 32, 32, 3), (8, 32, 32, 3), (8, 32, 32, 3))}]
     assert config["memory_pool_limits"] == {"WORKSPACE": 1 << 28}
     assert config["load_timing_cache"] is None and cache.parent.is_dir()   # none yet: TensorRT starts empty
     assert {k: config[k] for k in ("fp16", "int8") if k in config} == flags
+    assert config["tf32"] is True   # TensorRT's default, which Polygraphy's CreateConfig would turn off
     assert fake.calls["network"] == ((str(tmp_path / "model.onnx"),), {"strongly_typed": strong})
     assert fake.calls["build"][1]["save_timing_cache"] == str(cache)
     assert out.read_bytes() == b"serialized engine"
-    assert meta == {"tensorrt": version, "strongly_typed": strong, "hardware_compatibility_level": "NONE",
+    assert meta == {"tensorrt": version, "strongly_typed": strong, "tf32": True, "hardware_compatibility_level": "NONE",
                     "profile": {"input": {"min": [1, 32, 32, 3], "opt": [8, 32, 32, 3], "max": [8, 32, 32, 3]}},
                     "layers": {"FP16": 1, "FP32": 1}, "size_bytes": len(b"serialized engine")}
+    assert capsys.readouterr() == ("", "")   # the config is made in the quiet block: no TF32 notice
     cache.write_bytes(b"tactics")
-    trt_engine.build(tmp_path / "model.onnx", out, inputs=INPUTS, precision="FP16", max_batch_size=8,
+    trt_engine.build(tmp_path / "model.onnx", out, inputs=INPUTS, precision=precision, max_batch_size=8,
                      workspace=1 << 28, timing_cache=str(cache))
     assert fake.calls["config"][1]["load_timing_cache"] == str(cache)   # the next build starts from it
 
 
-def test_build_failure_is_one_line_and_leaves_no_engine(monkeypatch, tmp_path):
+def test_build_failure_is_one_line_with_the_parsers_reason_and_leaves_no_engine(monkeypatch, tmp_path, capsys):
     fake = _Polygraphy("10.9.0", fail=True)
     for name, module in fake.modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     with pytest.raises(StageFailed) as info:
         trt_engine.build(tmp_path / "model.onnx", tmp_path / "model.engine", inputs=INPUTS, precision="FP32",
                          max_batch_size=1, workspace=1, timing_cache=str(tmp_path / "t.cache"))
-    assert str(info.value) == ("TensorRT 10.9.0 could not build a FP32 engine from model.onnx: "
-                               "Failed to parse ONNX model.")
+    assert str(info.value) == ("TensorRT 10.9.0 could not build a FP32 engine from model.onnx: Could not parse "
+                               "ONNX correctly: In node 3 with name: bias_dq and operator: DequantizeLinear "
+                               "(parseGraph): INVALID_NODE: Assertion failed: inputType == DataType::kINT8")
+    assert capsys.readouterr() == ("", "")   # Polygraphy's lines are in the message, not on the terminal
     assert not list(tmp_path.glob("model.engine*"))
 
 
-def test_engine_preflight_says_when_tensorrt_cannot_start(monkeypatch):
-    class Broken:
-        __version__ = "10.9.0"
+@pytest.mark.parametrize("printed, expect", [
+    ("".join(text + "\n" for _, text in PARSE_FAILURE), "In node 3 with name: bias_dq and operator: "
+     "DequantizeLinear (parseGraph): INVALID_NODE: Assertion failed: inputType == DataType::kINT8"),
+    # a builder failure: TensorRT's error through Polygraphy's logger, then "Invalid Engine"
+    ("[E] 10: Could not find any implementation for node conv1.\n"
+     "[!] Invalid Engine. Please ensure the engine was built correctly\n",
+     "10: Could not find any implementation for node conv1."),
+    ("[W] colored is not installed\n[!] Could not parse ONNX correctly\n", None),
+])
+def test_the_first_real_error_is_found_in_what_polygraphy_printed(printed, expect):
+    assert trt_engine.first_error(printed) == expect
 
-        class Logger:
-            ERROR = 0
 
-            def __init__(self, level):
+class _TensorRT(types.ModuleType):
+    """Stands in for tensorrt where no CUDA starts: Builder logs the reason (to the logger only)
+    and pybind raises, as TensorRT's Python Builder does (python/src/infer/pyCore.cpp)."""
+
+    def __init__(self, logged=None, version="11.4.0.106"):
+        super().__init__("tensorrt")
+        self.__version__, self.logged = version, logged
+
+        class ILogger:
+            def __init__(self):
                 pass
 
-        def Builder(self, logger):
-            raise RuntimeError("CUDA initialization failure with error: 35\nmore")
+        self.ILogger = ILogger
+        self.Logger = types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
 
-    monkeypatch.setitem(sys.modules, "tensorrt", Broken())
-    with pytest.raises(BackendUnavailable, match="TensorRT cannot start here: CUDA initialization failure "
-                                                 "with error: 35; check the NVIDIA driver"):
+    def Builder(self, logger):
+        assert isinstance(logger, self.ILogger)
+        logger.log(self.Logger.WARNING, "a warning about something else is not the reason")
+        for severity, message in self.logged or ():
+            logger.log(getattr(self.Logger, severity), message)
+        if self.logged is None:
+            return object()
+        raise TypeError("pybind11::init(): factory function returned nullptr")
+
+
+# TensorRT 10 logs it as a warning (8.0: an internal error, "Error Code 6: Internal Error (...)")
+CUDA_35 = (("INFO", "not even a warning"), ("ERROR", "an error after it"),
+           ("WARNING", "CUDA initialization failure with error: 35. Please check your CUDA installation: "
+                       "http://docs.nvidia.com/cuda\nmore"))
+
+
+@pytest.mark.parametrize("cuda, driver, logged, expect", [
+    (13, "550.54.15", CUDA_35,
+     "TensorRT 11.4.0.106 cannot start CUDA (no CUDA device, or a driver too old for this tensorrt build): "
+     "CUDA initialization failure with error: 35. Please check your CUDA installation: http://docs.nvidia.com/cuda; "
+     "tensorrt's CUDA 13 build needs NVIDIA driver r580 or newer, this machine has 550.54.15; on an older driver "
+     "(r535+) use the CUDA 12 build: pip uninstall -y tensorrt tensorrt-cu13 tensorrt-cu13-bindings "
+     "tensorrt-cu13-libs && pip install 'tfbuild[tensorrt-cu12]'"),
+    (12, "580.65.06", (), "cannot start CUDA (no CUDA device, or a driver too old for this tensorrt build); "
+     "the NVIDIA driver 580.65.06 is new enough for tensorrt's CUDA 12 build (r535+): check that the GPU is "
+     "visible (CUDA_VISIBLE_DEVICES)"),
+    (None, None, (), "; check the NVIDIA driver: tensorrt's CUDA 13 build needs r580 or newer, its CUDA 12 "
+     "build r535 or newer"),
+    (None, "470.1", [("INTERNAL_ERROR", "Error Code 6: Internal Error (Unable to load library: libnvinfer_builder_"
+                                        "resource.so.10.9.0)")], "cannot start CUDA (no CUDA device, or a driver "
+     "too old for this tensorrt build): Error Code 6: Internal Error (Unable to load library: libnvinfer_builder_"
+     "resource.so.10.9.0); check the NVIDIA driver (470.1): tensorrt's CUDA 13 build needs r580"),
+])
+def test_engine_preflight_says_why_tensorrt_cannot_start_cuda_and_which_driver_it_needs(
+        monkeypatch, cuda, driver, logged, expect):
+    monkeypatch.setitem(sys.modules, "tensorrt", _TensorRT(logged))
+    monkeypatch.setattr(trt_backend, "tensorrt_cuda", lambda: cuda)
+    monkeypatch.setattr(trt_backend, "driver_version", lambda: driver)
+    with pytest.raises(BackendUnavailable) as info:
         trt_engine.preflight()
+    assert expect in str(info.value) and "\n" not in str(info.value) and "nullptr" not in str(info.value)
+
+
+def test_engine_preflight_says_when_tensorrt_cannot_be_loaded(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)   # import fails, as with its libraries missing
+    with pytest.raises(BackendUnavailable, match=r"^TensorRT cannot be loaded: .*; reinstall it: pip install "
+                                                 r"'tfbuild\[tensorrt\]'"):
+        trt_engine.preflight()
+
+
+def test_engine_preflight_says_when_polygraphy_finds_no_cuda_runtime(monkeypatch):
+    def wrapper():
+        raise OSError("libcudart.so: cannot open shared object file: No such file or directory")
+    monkeypatch.setitem(sys.modules, "tensorrt", _TensorRT())   # CUDA starts
+    monkeypatch.setitem(sys.modules, "polygraphy", types.ModuleType("polygraphy"))
+    monkeypatch.setitem(sys.modules, "polygraphy.cuda", types.SimpleNamespace(wrapper=wrapper))
+    monkeypatch.setattr(trt_engine, "tensorrt_cuda", lambda: 13)
+    with pytest.raises(BackendUnavailable, match=r"^Polygraphy cannot load the CUDA runtime \(libcudart\) to run "
+                                                 r"engines: libcudart.so: cannot open .*; pip install "
+                                                 r"'nvidia-cuda-runtime>=13,<14', or put"):
+        trt_engine.preflight()
+    monkeypatch.setitem(sys.modules, "polygraphy.cuda", types.SimpleNamespace(wrapper=lambda: "loaded"))
+    trt_engine.preflight()
+
+
+@pytest.mark.parametrize("cuda, first", [(13, "cu13"), (12, "cuda_runtime"), (None, "cu13")])
+def test_the_runner_finds_the_pip_cuda_runtime_of_the_tensorrt_build(monkeypatch, tmp_path, cuda, first):
+    """Polygraphy searches LD_LIBRARY_PATH first and never nvidia/cu13/lib, where CUDA 13's wheel puts it."""
+    libs = {sub: tmp_path / "site" / "nvidia" / sub / "lib" for sub in ("cu13", "cuda_runtime")}
+    for sub, lib in libs.items():
+        lib.mkdir(parents=True)
+        (lib / f"libcudart.so.{13 if sub == 'cu13' else 12}").write_bytes(b"")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setattr(trt_engine, "tensorrt_cuda", lambda: cuda)
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/mine")
+    trt_engine._cuda_runtime_on_path()
+    trt_engine._cuda_runtime_on_path()   # once only
+    second = "cuda_runtime" if first == "cu13" else "cu13"
+    paths = os.environ["LD_LIBRARY_PATH"].split(os.pathsep)   # (a machine's own nvidia wheels may add more)
+    assert paths[0] == "/opt/mine" and len(paths) == len(set(paths))
+    assert [p for p in paths if p.startswith(str(tmp_path))] == [str(libs[first]), str(libs[second])]
 
 
 def test_engine_stage_runs_end_to_end_with_onnxruntime_standing_in_for_tensorrt(project, tfbuild, machine,
@@ -544,11 +788,59 @@ def test_engine_stage_runs_end_to_end_with_onnxruntime_standing_in_for_tensorrt(
     assert bench["batch_size"] == 8 and bench["median_ms"] > 0
 
 
+def test_an_int8_engine_is_held_to_its_onnx_models_bound(project, tfbuild, machine, monkeypatch, shared_build):
+    """The engine runs the very model the onnx stage accepted at its INT8 bound; with that model
+    standing in for the engine, parity must pass at that bound."""
+    from tfbuild.stages import trt as trt_stage
+    from tfbuild.tf import onnx_convert
+    from tfbuild.tf.measure import run_onnx
+    assert trt_stage.ENGINE_INT8_TOLERANCE == onnx_convert.TOLERANCE["INT8"]
+    machine(gpu=L4, tensorrt="10.9.0")
+
+    def build(onnx_path, out, *, inputs, precision, max_batch_size, workspace, timing_cache):
+        out.write_bytes(onnx_path.read_bytes())
+        shapes = trt_engine.profile(inputs, max_batch_size)
+        return {"tensorrt": "10.9.0", "profile": {n: dict(zip(("min", "opt", "max"), map(list, s)))
+                                                  for n, s in shapes.items()}}
+
+    monkeypatch.setattr(trt_engine, "build", build)
+    monkeypatch.setattr(trt_engine, "run", lambda path, feeds, outputs: run_onnx(path, feeds))
+    run = tfbuild("target=tiny_trt", "trt.precision=INT8", f"build_dir={shared_build}",
+                  f"lock_file={shared_build}/trt_backend.lock")
+    assert run.code == 0, run.err
+    meta = run.report["metadata"]
+    assert meta["parity_tolerance"] == onnx_convert.TOLERANCE["INT8"] >= meta["parity_max_abs_diff"]
+
+
 # ----------------------------------------------------------------------------- real engines (GPU + wheel)
 
-TENSORRT_SKIP = trt_backend.tensorrt_problem()
+def real_engine_problem():
+    """Why no real engine can be built here: the cheap probes, then (where they pass) the real
+    pre-flight, so a GPU machine whose wheel and driver do not match skips with the reason."""
+    problem = trt_backend.tensorrt_problem()
+    if problem is None:
+        try:
+            trt_backend.require_gpu(trt_backend.tensorrt_version())
+            trt_engine.preflight()
+        except BackendUnavailable as e:
+            problem = str(e)
+    return problem
+
+
+TENSORRT_SKIP = real_engine_problem()
 needs_tensorrt = pytest.mark.skipif(TENSORRT_SKIP is not None,
                                     reason=f"tensorrt backend unavailable here: {TENSORRT_SKIP}")
+
+
+def test_real_engine_tests_skip_on_a_failed_pre_flight(machine, monkeypatch):
+    machine(gpu=L4, tensorrt="11.4.0.106")   # the cheap probes pass
+    assert real_engine_problem() is None
+    monkeypatch.setitem(sys.modules, "tensorrt", _TensorRT(CUDA_35))
+    monkeypatch.setattr(trt_engine, "preflight", REAL_PREFLIGHT)
+    assert real_engine_problem().startswith("TensorRT 11.4.0.106 cannot start CUDA (no CUDA device, or a "
+                                            "driver too old for this tensorrt build): CUDA initialization failure")
+    machine(gpu=P4, tensorrt="11.4.0.106")
+    assert "cannot run TensorRT 11.4.0.106" in real_engine_problem()
 
 
 @needs_tensorrt
@@ -562,7 +854,7 @@ def test_real_engine(project, tfbuild, shared_build, precision):
     meta = run.report["metadata"]
     assert (meta["backend"], meta["precision"], meta["batch_size"]) == ("tensorrt", precision, 8)
     assert meta["tensorrt"] == trt_backend.tensorrt_version() and meta["compute_capability"]
-    assert meta["strongly_typed"] == trt_backend.strongly_typed(meta["tensorrt"])
+    assert meta["strongly_typed"] == trt_backend.strongly_typed(meta["tensorrt"]) and meta["tf32"] is True
     assert meta["parity_max_abs_diff"] <= meta["parity_tolerance"]
     assert meta["profile"]["input"] == {"min": [1, 32, 32, 3], "opt": [8, 32, 32, 3], "max": [8, 32, 32, 3]}
     assert meta["layers"].get(precision, 0) > 0, meta["layers"]

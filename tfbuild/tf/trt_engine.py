@@ -9,30 +9,88 @@ on has none; the pure helpers (profile, layer precisions, Q/DQ check) are tested
 
 Precision, by TensorRT major version:
 - 10: a weakly typed network; FP16 is the FP16 builder flag (on an FP32 or FP16
-  ONNX model), INT8 the INT8 flag on the model's Q/DQ nodes (explicit quantization).
+  ONNX model), INT8 the INT8 flag on the model's Q/DQ nodes (explicit quantization)
+  plus FP16, as NVIDIA recommends, for the layers outside Q/DQ pairs. 10.12
+  deprecated these flags in favour of strong typing.
 - 11: the FP16/INT8 flags are gone and networks are strongly typed: FP16 comes
   from an FP16 ONNX model, INT8 from its Q/DQ nodes. tfbuild asks for strong
-  typing and sets no precision flag.
+  typing and sets no precision flag, so an INT8 engine runs the layers outside
+  Q/DQ pairs in the model's FP32.
+TF32 stays on (TensorRT's default; Polygraphy would turn it off) for FP32 layers.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from tfbuild.errors import BackendUnavailable, StageFailed, first_line
-from tfbuild.trt_backend import strongly_typed
+from tfbuild.trt_backend import INSTALL, driver_advice, strongly_typed, tensorrt_cuda
 
 
 def preflight() -> None:
-    """Load TensorRT and start a builder on the GPU (the cheap probes passed already)."""
+    """Load TensorRT and start a builder on the GPU (the cheap probes passed already), and
+    find the CUDA runtime Polygraphy's runner loads."""
     try:
         import tensorrt as trt
-        trt.Builder(trt.Logger(trt.Logger.ERROR))
-    except Exception as e:  # noqa: BLE001  missing CUDA libraries, driver too old, no device
-        raise BackendUnavailable(f"TensorRT cannot start here: {first_line(e)}; check the NVIDIA driver "
-                                 "and that the tensorrt wheel matches its CUDA version") from None
+    except Exception as e:  # noqa: BLE001  e.g. the wheel's libraries missing: a broken install
+        raise BackendUnavailable(f"TensorRT cannot be loaded: {first_line(e)}; reinstall it: {INSTALL}") from None
+    # Where CUDA cannot start, Builder raises pybind's "factory function returned nullptr"
+    # and the reason goes only to the logger (trt.Logger prints it from C++; TensorRT 10
+    # logs "CUDA initialization failure with error: 35" as a warning): keep it.
+    logged: List[tuple] = []   # (an error, not a warning; its first line)
+
+    class Log(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+
+        def log(self, severity, msg):
+            if severity in (trt.Logger.INTERNAL_ERROR, trt.Logger.ERROR, trt.Logger.WARNING):
+                logged.append((severity != trt.Logger.WARNING, first_line(Exception(msg))))
+
+    try:
+        trt.Builder(Log())
+    except Exception as e:  # noqa: BLE001  no device, driver too old for the wheel's CUDA, ...
+        cause = next((m for _, m in logged if "CUDA" in m), next((m for error, m in logged if error), None))
+        if cause is None and "nullptr" not in str(e):
+            cause = first_line(e)
+        raise BackendUnavailable(f"TensorRT {trt.__version__} cannot start CUDA (no CUDA device, or a driver too "
+                                 "old for this tensorrt build)" + (f": {cause}" if cause else "") +
+                                 f"; {driver_advice()}") from None
+    _check_cuda_runtime()
+
+
+def _cuda_runtime_on_path() -> None:
+    """Polygraphy's runner ctypes-loads libcudart from LD_LIBRARY_PATH, /usr/local/cuda/lib64,
+    /usr/lib, /lib and the CUDA 12 wheel's nvidia/cuda_runtime/lib, but not the CUDA 13
+    wheel's nvidia/cu13/lib (what a pip-only TensorRT 11 gets): add the pip runtimes, the
+    tensorrt build's CUDA first. Polygraphy reads the variable when it first loads CUDA."""
+    import importlib.util
+    spec = importlib.util.find_spec("nvidia")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    subdirs = ["cuda_runtime/lib", "cu13/lib"] if tensorrt_cuda() == 12 else ["cu13/lib", "cuda_runtime/lib"]
+    found = [str(Path(r, d)) for d in subdirs for r in roots if any(Path(r, d).glob("libcudart.so*"))]
+    paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    if any(d not in paths for d in found):
+        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join(paths + [d for d in found if d not in paths])
+
+
+def _check_cuda_runtime() -> None:
+    """Fail now, not after the build, where the runner would find no CUDA runtime."""
+    _cuda_runtime_on_path()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):   # Polygraphy's warnings
+            from polygraphy import cuda
+            cuda.wrapper()
+    except Exception as e:  # noqa: BLE001  OSError from ctypes where no libcudart is found
+        package = "nvidia-cuda-runtime-cu12" if tensorrt_cuda() == 12 else "'nvidia-cuda-runtime>=13,<14'"
+        raise BackendUnavailable(f"Polygraphy cannot load the CUDA runtime (libcudart) to run engines: "
+                                 f"{first_line(e)}; pip install {package}, or put the CUDA toolkit's "
+                                 "lib64 on LD_LIBRARY_PATH") from None
 
 
 def profile(inputs: Sequence[Mapping], max_batch_size: int) -> Dict[str, tuple]:
@@ -90,31 +148,50 @@ def build(onnx_path: Path, out: Path, *, inputs: Sequence[Mapping], precision: s
     trt_profile = Profile()
     for name, (lo, opt, hi) in shapes.items():
         trt_profile.add(name, min=lo, opt=opt, max=hi)
-    flags = {} if strong else {"fp16": precision == "FP16", "int8": precision == "INT8"}
+    # TensorRT 10: INT8 with FP16, NVIDIA's advice, or the layers outside Q/DQ pairs run in FP32
+    flags = {} if strong else {"fp16": precision in ("FP16", "INT8"), "int8": precision == "INT8"}
     Path(timing_cache).parent.mkdir(parents=True, exist_ok=True)
-    config = CreateConfig(profiles=[trt_profile], memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace},
-                          load_timing_cache=timing_cache if os.path.exists(timing_cache) else None,
-                          # layer details, for the per-precision counts below
-                          profiling_verbosity=trt.ProfilingVerbosity.DETAILED, **flags)
+    chatter = io.StringIO()   # Polygraphy prints: parser and builder errors ([E]), then "[!] <summary>"
     try:
-        with G_LOGGER.verbosity(G_LOGGER.ERROR):
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter), \
+                G_LOGGER.verbosity(G_LOGGER.ERROR):
+            config = CreateConfig(profiles=[trt_profile], memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace},
+                                  load_timing_cache=timing_cache if os.path.exists(timing_cache) else None,
+                                  # layer details, for the per-precision counts below
+                                  profiling_verbosity=trt.ProfilingVerbosity.DETAILED,
+                                  tf32=True,   # TensorRT's default; Polygraphy's is off
+                                  **flags)
             network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=strong)
             engine_bytes = EngineBytesFromNetwork(network, config=config, save_timing_cache=timing_cache)()
             engine = EngineFromBytes(engine_bytes)()
     except Exception as e:  # noqa: BLE001  a parser or builder failure, said in one line
+        cause = first_error(chatter.getvalue())
         raise StageFailed(f"TensorRT {trt.__version__} could not build a {precision} engine from "
-                          f"{onnx_path.name}: {first_line(e)}") from None
+                          f"{onnx_path.name}: {first_line(e)}" + (f": {cause}" if cause else "")) from None
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_bytes(bytes(engine_bytes))
     os.replace(tmp, out)  # a failed build never leaves a half-written engine
-    return {"tensorrt": trt.__version__, "strongly_typed": strong,
+    return {"tensorrt": trt.__version__, "strongly_typed": strong, "tf32": True,
             "profile": {n: {"min": list(lo), "opt": list(opt), "max": list(hi)} for n, (lo, opt, hi) in shapes.items()},
             "hardware_compatibility_level": _compatibility(engine),
             "layers": layer_precisions(_layers(engine, trt)), "size_bytes": out.stat().st_size}
 
 
+# Polygraphy's lines before the parser's own error: where the parser was, not why it stopped.
+_CONTEXT = re.compile(r"While parsing node number|--- (Begin|End) node ---|^\S+\.cpp:\d+: *$")
+
+
+def first_error(printed: str) -> Optional[str]:
+    """The first real error in what Polygraphy printed: the parser's own ("In node 3 with
+    name: ... and operator: ...: ..."), else the first other error line ("[E] ...")."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in printed.splitlines()]
+    errors = [line[4:].strip() for line in lines if line.startswith("[E] ")]
+    errors = [e for e in errors if e and not _CONTEXT.search(e)]
+    return next((e for e in errors if e.startswith("In node")), errors[0] if errors else None)
+
+
 def _compatibility(engine) -> Optional[str]:
-    """Not set by tfbuild, so TensorRT's default: NONE, this GPU model only (early 10.x cannot say)."""
+    """Not set by tfbuild, so TensorRT's default: NONE, this GPU model only (every 10.x and 11.x engine says)."""
     level = getattr(engine, "hardware_compatibility_level", None)
     return None if level is None else level.name
 
@@ -155,6 +232,7 @@ def _datatype(text: str) -> Optional[str]:
 
 
 def _runner(engine_path: Path):
+    _cuda_runtime_on_path()   # before Polygraphy first loads libcudart
     from polygraphy.backend.common import BytesFromPath
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
     return TrtRunner(EngineFromBytes(BytesFromPath(str(engine_path))))
