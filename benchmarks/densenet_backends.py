@@ -28,7 +28,8 @@ from _common import banner, human_size, machine, run, snapshot_code, table, tfbu
 BATCHES = (1, 8)
 FROZEN = textwrap.dedent("""
     import json, sys
-    from tfbuild.tf.measure import latency_frozen, seeded_batch
+    from tfbuild.tf.graph_io import seeded_batch
+    from tfbuild.tf.timing import latency_frozen
     pb, meta, out = sys.argv[1], json.load(open(sys.argv[2]))["metadata"], sys.argv[3]
     rows = {}
     for b in (1, 8):

@@ -29,14 +29,15 @@ WARMUP, RUNS = 3, 20  # tfbuild's bench defaults (config.BenchCfg)
 
 FROZEN = textwrap.dedent("""
     import json, sys
-    from tfbuild.tf.measure import latency_frozen, seeded_batch
+    from tfbuild.tf.graph_io import seeded_batch
+    from tfbuild.tf.timing import latency_frozen
     pb, meta, batches, out = sys.argv[1], json.load(open(sys.argv[2]))["metadata"], sys.argv[3], sys.argv[4]
     rows = {}
     for b in map(int, batches.split(",")):
         feeds = {i["name"]: seeded_batch(i["shape"][1:], b).astype(i["dtype"]) for i in meta["inputs"]}
         rows[b] = latency_frozen(pb, feeds, [o["name"] for o in meta["outputs"]], warmup=%d, runs=%d)
     # How informative is parity on the probabilities? Look at the outputs (and logits, if named so).
-    from tfbuild.tf.measure import run_frozen
+    from tfbuild.tf.graph_io import run_frozen
     feeds = {i["name"]: seeded_batch(i["shape"][1:], 8).astype(i["dtype"]) for i in meta["inputs"]}
     probs = run_frozen(pb, feeds, [o["name"] for o in meta["outputs"]])[0]
     try:

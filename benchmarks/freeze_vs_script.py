@@ -104,7 +104,7 @@ PROBE = textwrap.dedent("""
         import tensorflow as tf
         steps["import tensorflow"] = time.perf_counter() - t
         from tensorflow.python.client import session as tf_session
-        import tfbuild.tf.measure, tfbuild.engine.store, tfbuild.stages.freeze as fz
+        import tfbuild.tf.graph_io, tfbuild.engine.store, tfbuild.tf.freeze_graph as fz
         v1 = tf.compat.v1
         v1.train.import_meta_graph = timed("import_meta_graph", v1.train.import_meta_graph)
         v1.train.Saver.restore = timed("Saver.restore", v1.train.Saver.restore)
@@ -120,7 +120,7 @@ PROBE = textwrap.dedent("""
             return timed("parity: checkpoint graph sess.run", _orig)(self, *a, **k)
         tf_session.BaseSession.run = session_run
         import contextlib
-        orig_session = tfbuild.tf.measure.frozen_session
+        orig_session = tfbuild.tf.graph_io.frozen_session
         @contextlib.contextmanager
         def frozen_session(*a, **k):
             t = time.perf_counter()
@@ -131,7 +131,7 @@ PROBE = textwrap.dedent("""
                     yield got
                 finally:
                     in_frozen[0] = False
-        tfbuild.tf.measure.frozen_session = frozen_session
+        tfbuild.tf.graph_io.frozen_session = frozen_session
         fz._freeze = timed("_freeze (import, restore, convert, checkpoint run)", fz._freeze, nests=False)
         tfbuild.engine.store.Store.publish = timed("store.publish (hash + rename)", tfbuild.engine.store.Store.publish)
 

@@ -36,7 +36,8 @@ def worst(case, model, runner, outputs) -> float:
 
 def row(case, root: Path) -> str:
     from tfbuild.cli import main
-    from tfbuild.tf.measure import run_frozen, run_onnx, run_tflite
+    from tfbuild.tf.graph_io import run_frozen
+    from tfbuild.tf.runtimes import run_onnx, run_tflite
     model = case.build()
     paths = zoo.save(case, root / "models", model)
     fmt = "keras" if "keras" in paths else "saved_model"

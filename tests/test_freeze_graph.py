@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfbuild.tf.measure import run_frozen
+from tfbuild.tf.graph_io import run_frozen
 
 TABLE = "init_all_tables"
 

@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("tf2onnx", reason="the onnx extra (tf2onnx) is not installed")
 pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")
 
-from tfbuild.tf.measure import run_frozen, run_onnx  # noqa: E402
+from tfbuild.tf.graph_io import run_frozen# noqa: E402
+from tfbuild.tf.runtimes import run_onnx
 
 
 def meta_of(run, stage: str) -> dict:

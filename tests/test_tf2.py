@@ -109,7 +109,7 @@ def target(project: Path, name: str, body: str) -> None:
 
 
 def frozen_outputs(pb: Path, feeds: dict, outputs: list) -> dict:
-    from tfbuild.tf.measure import run_frozen
+    from tfbuild.tf.graph_io import run_frozen
     return dict(zip(outputs, run_frozen(pb, feeds, outputs)))
 
 

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 from tfbuild.errors import CalibrationError, ConfigError, NodeNotFound, StageFailed
-from tfbuild.tf.measure import (latency_frozen, latency_tflite, load_interpreter, max_abs_diff,
-                             run_frozen, run_tflite, seeded_batch, tflite_runtime, versus_frozen,
-                             xnnpack_ops)
+from tfbuild.tf.graph_io import max_abs_diff, run_frozen, seeded_batch
+from tfbuild.tf.runtimes import load_interpreter, run_tflite, tflite_runtime, xnnpack_ops
+from tfbuild.tf.timing import latency_frozen, latency_tflite, versus_frozen
 from tfbuild.tf.tflite_convert import TOLERANCE, convert
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,7 +279,8 @@ def test_works_with_eager_execution_disabled(tmp_path):
         tf.compat.v1.disable_eager_execution()
         from test_tflite import build_frozen_graph, INPUTS, OUTPUTS
         from tfbuild.calibration import load_calibration
-        from tfbuild.tf.measure import run_frozen, run_tflite, max_abs_diff, seeded_batch
+        from tfbuild.tf.graph_io import run_frozen, max_abs_diff, seeded_batch
+        from tfbuild.tf.runtimes import run_tflite
         from tfbuild.tf.tflite_convert import TOLERANCE, convert
         tmp = Path({str(tmp_path)!r})
         with tf.Graph().as_default(), tf.compat.v1.Session() as sess:

@@ -752,7 +752,8 @@ def test_engine_stage_runs_end_to_end_with_onnxruntime_standing_in_for_tensorrt(
     """Everything of the tensorrt route but TensorRT itself: the added onnx stage is built for
     real, the "engine" is that ONNX model, run and timed by onnxruntime."""
     from tfbuild.cli import main
-    from tfbuild.tf.measure import latency_onnx, run_onnx
+    from tfbuild.tf.runtimes import run_onnx
+    from tfbuild.tf.timing import latency_onnx
     machine(gpu=L4, tensorrt="10.9.0")
     seen = {}
 
@@ -793,7 +794,7 @@ def test_an_int8_engine_is_held_to_its_onnx_models_bound(project, tfbuild, machi
     standing in for the engine, parity must pass at that bound."""
     from tfbuild.stages import trt as trt_stage
     from tfbuild.tf import onnx_convert
-    from tfbuild.tf.measure import run_onnx
+    from tfbuild.tf.runtimes import run_onnx
     assert trt_stage.ENGINE_INT8_TOLERANCE == onnx_convert.TOLERANCE["INT8"]
     machine(gpu=L4, tensorrt="10.9.0")
 

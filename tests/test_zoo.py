@@ -89,7 +89,8 @@ def test_fp32_artifacts_match_the_original_model(case, fmt, saved, project, tfbu
     assert run.code == 0, run.out + run.err
     assert "Traceback" not in run.out + run.err and "deprecat" not in (run.out + run.err).lower()
 
-    from tfbuild.tf.measure import run_frozen, run_onnx, run_tflite
+    from tfbuild.tf.graph_io import run_frozen
+    from tfbuild.tf.runtimes import run_onnx, run_tflite
     frozen = artifact(run, "freeze")
     compare(case, model, fmt, lambda f, o: run_frozen(frozen, f, o), FP32)
     onnx = artifact(run, "onnx")
@@ -109,7 +110,7 @@ def test_int8_artifacts_hold_their_bound_on_the_original_model(case, saved, proj
     run = tfbuild("target=m")
     out = run.out + run.err
     assert "Traceback" not in out
-    from tfbuild.tf.measure import run_onnx, run_tflite
+    from tfbuild.tf.runtimes import run_onnx, run_tflite
     for stage, runner in (("onnx", run_onnx), ("tflite", run_tflite)):
         entry = next(s for s in run.report["stages"] if s["name"] == stage)
         if entry["status"] == "failed":   # refused in one line, nothing published

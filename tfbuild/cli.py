@@ -26,7 +26,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from . import commands, sweep
 from .config import Config, validate
-from .engine.build import Options, build_target, verify
+from .engine.build import build_target
+from .engine.plan import Options
+from .engine.verify import verify
 from .engine.cache import Remote
 from .errors import ConfigError, TfbuildError
 from .stages import REGISTRY
@@ -103,11 +105,11 @@ def run_job(dcfg: DictConfig, reporter: Reporter) -> int:
         cfg = to_config(dcfg)
         reporter.verbose = cfg.verbose
         if cfg.verify:
-            report = verify(cfg, REGISTRY, options(cfg, reporter), target, reporter, lock_key)
+            report = verify(cfg, REGISTRY, options(cfg, reporter), target, reporter, lock_key).to_json()
         else:
             link_dir = Path(hc.runtime.output_dir) if multirun else None
             report = build_target(cfg, REGISTRY, options(cfg, reporter), target, reporter,
-                                  lock_key=lock_key, link_dir=link_dir)
+                                  lock_key=lock_key, link_dir=link_dir).to_json()
         if multirun:  # one line per job; the sweep ends with one table
             built = ",".join(s["name"] for s in report["stages"] if s["status"] == "built")
             reporter.info(f"job {hc.job.num} ({' '.join(job_overrides)}): "

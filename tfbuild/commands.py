@@ -142,7 +142,7 @@ def _built_graph(cfg, name: str):
     failed freeze, when no build/<target> link was made)."""
     from .cli import options
     from .config import validate
-    from .engine.build import plan
+    from .engine.plan import plan
     from .engine.fingerprint import StatCache
     from .engine.store import Store
     from .stages import REGISTRY

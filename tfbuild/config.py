@@ -3,9 +3,12 @@
 Hydra merges `conf/config.yaml`, the target file and the command line onto
 `Config`; OmegaConf then rejects unknown keys and ill-typed values before any
 build work starts. `cli.to_config` turns the merged DictConfig into these plain
-dataclasses, so the rest of tfbuild never sees OmegaConf, and `validate`
-checks what types cannot say — the one validation layer besides each stage's
-own `check`, all of it before any stage runs.
+dataclasses, so the rest of tfbuild never sees OmegaConf.
+
+Each stage's section is declared next to the stage that reads it (Hydra's
+structured-config pattern) and checked there; this module holds `Config`, the
+run-level sections, and `validate`: the rules across sections and those of
+the run-level keys. All of it runs before any stage does.
 """
 from __future__ import annotations
 
@@ -16,33 +19,23 @@ from typing import Any, Dict, List, Optional
 
 from .errors import ConfigError
 from .marks import PATH
-from .precision import check_precision
+# Each stage declares its section; every section class is a name here too, as an
+# unknown key's hint finds the class by name (cli._unknown_key).
+from .stages.common import at_least
+from .stages.deploy import CalibrationCfg  # noqa: F401
+from .stages.freeze import FreezeCfg
+from .stages.onnx import OnnxCfg
+from .stages.placeholder import InputSpec, PlaceholderCfg, PreprocessingCfg  # noqa: F401
+from .stages.tflite import TfliteCfg
+from .stages.train import TrainCfg
+from .stages.trt import TrtCfg
 
-ONNX_OPSETS = (9, 18)   # what the pinned tf2onnx (1.17) writes
-TRT_BACKENDS = ("auto", "tf-trt", "tensorrt")   # see tfbuild/trt_backend.py
 SECTIONS = ("train", "placeholder", "freeze", "onnx", "trt", "tflite")   # stage sections
-
-
-@dataclass
-class InputSpec:
-    name: str = "input"
-    shape: List[Optional[int]] = field(default_factory=lambda: [None, 32, 32, 3])
-    dtype: str = "float32"
 
 
 @dataclass
 class CheckpointCfg:
     path: Optional[str] = field(default=None, metadata=PATH)
-
-
-@dataclass
-class TrainCfg:
-    steps: int = 20
-    batch_size: int = 8
-    learning_rate: float = 0.05
-    ema_decay: float = 0.99
-    examples: int = 64
-    seed: int = 0
 
 
 @dataclass
@@ -59,76 +52,6 @@ class ModelCfg:
     bn_decay: float = 0.99
     bn_epsilon: float = 1.1e-5
     weight_decay: float = 1e-4
-
-
-@dataclass
-class PreprocessingCfg:
-    mean: Optional[List[float]] = None
-    scale: float = 1.0
-
-
-@dataclass
-class PlaceholderCfg:
-    inputs: List[InputSpec] = field(default_factory=lambda: [InputSpec()])
-    preprocessing: PreprocessingCfg = field(default_factory=PreprocessingCfg)
-    output: str = "probs"
-    ema_decay: Optional[float] = 0.99
-    devices: List[str] = field(default_factory=list)
-
-
-@dataclass
-class FreezeCfg:
-    # Required for TF1 graphs; a SavedModel's or Keras model's outputs by default.
-    outputs: List[str] = field(default_factory=list)
-    signature: str = "serving_default"      # SavedModel signature to freeze
-    graph: Optional[str] = field(default=None, metadata=PATH)   # a GraphDef file for a checkpoint without .meta
-    initializer_nodes: List[str] = field(default_factory=list)  # run after restore, kept (lookup tables)
-    clear_devices: bool = True
-    constants: Dict[str, Any] = field(default_factory=dict)
-    variable_denylist: List[str] = field(default_factory=list)
-    # Dims beyond the batch that the model leaves free, pinned: {image: [null, 224, 224, 3]}.
-    input_shapes: Dict[str, List[Optional[int]]] = field(default_factory=dict)
-    # Values parity and benchmark inputs are drawn from: {ids: [0, 4999], image: [-1, 1]}.
-    input_ranges: Dict[str, List[Any]] = field(default_factory=dict)   # numbers: ints stay ints
-    tolerance: float = 1e-4
-
-
-@dataclass
-class CalibrationCfg:
-    path: Optional[str] = field(default=None, metadata=PATH)   # identity: the files' content
-    key: Optional[str] = None
-    random: bool = False
-    num_samples: int = 32
-
-
-@dataclass
-class TrtCfg:
-    backend: str = "auto"                # auto: TF-TRT where TensorFlow has it, else a tensorrt engine
-    precision: str = "FP32"
-    max_batch_size: Optional[int] = 1
-    max_workspace_size_bytes: int = 1 << 30
-    minimum_segment_size: int = 3
-    is_dynamic_op: bool = False
-    maximum_cached_engines: int = 1
-    calibration: CalibrationCfg = field(default_factory=CalibrationCfg)
-    tolerance: Optional[float] = None    # null: the precision's default
-
-
-@dataclass
-class TfliteCfg:
-    precision: str = "FP32"
-    batch_size: int = 1
-    calibration: CalibrationCfg = field(default_factory=CalibrationCfg)
-    tolerance: Optional[float] = None    # null: the precision's default
-
-
-@dataclass
-class OnnxCfg:
-    precision: str = "FP32"
-    opset: int = 17
-    batch_size: Optional[int] = 1        # null: a dynamic batch dimension
-    calibration: CalibrationCfg = field(default_factory=CalibrationCfg)
-    tolerance: Optional[float] = None    # null: the precision's default
 
 
 @dataclass
@@ -180,7 +103,8 @@ class Config:
 
 
 def validate(cfg: Config) -> Config:
-    """Checks across keys and ranges; upper-cases precisions. Raises ConfigError."""
+    """Checks across sections, and of the run-level keys; raises ConfigError. Each stage
+    checks its own section (its `settings` and `check`), all before any stage runs."""
     for name in cfg.drop:
         if name not in SECTIONS:
             raise ConfigError(f"drop={name}: not a stage section; drop one of {', '.join(SECTIONS)}")
@@ -202,35 +126,10 @@ def validate(cfg: Config) -> Config:
     if needs_model and (cfg.model is None or not (cfg.model.name or cfg.model._target_)):
         raise ConfigError(f"the {needs_model} stage needs a model: add '- /model: tiny_densenet' "
                           "to the target's defaults, or model._target_=package.module.function")
-    _at_least("freeze.tolerance", cfg.freeze.tolerance, 0)
-    if cfg.train is not None:
-        _at_least("train.steps", cfg.train.steps, 0)
-        _at_least("train.batch_size", cfg.train.batch_size, 1)
-        _at_least("train.examples", cfg.train.examples, 1)
-    _at_least("bench.runs", cfg.bench.runs, 1)
-    _at_least("bench.warmup", cfg.bench.warmup, 0)
+    at_least("bench.runs", cfg.bench.runs, 1)
+    at_least("bench.warmup", cfg.bench.warmup, 0)
     if cfg.bench.threads is not None:
-        _at_least("bench.threads", cfg.bench.threads, 1)
-    for name in ("onnx", "trt", "tflite"):
-        section = getattr(cfg, name)
-        if section is not None:
-            c = section.calibration
-            section.precision = check_precision(name, section.precision, c.path, c.random, c.num_samples)
-            if section.tolerance is not None:
-                _at_least(f"{name}.tolerance", section.tolerance, 0)
-    if cfg.trt is not None:
-        backend = cfg.trt.backend.lower()   # like precisions, written in any case
-        if backend not in TRT_BACKENDS:
-            raise ConfigError(f"trt.backend={cfg.trt.backend!r} is unknown: use one of {', '.join(TRT_BACKENDS)}")
-        cfg.trt.backend = backend
-    if cfg.tflite is not None:
-        _at_least("tflite.batch_size", cfg.tflite.batch_size, 1)
-    if cfg.onnx is not None:
-        if cfg.onnx.batch_size is not None:
-            _at_least("onnx.batch_size", cfg.onnx.batch_size, 1)
-        lo, hi = ONNX_OPSETS
-        if not lo <= cfg.onnx.opset <= hi:
-            raise ConfigError(f"onnx.opset={cfg.onnx.opset}: tf2onnx converts to opsets {lo} to {hi}")
+        at_least("bench.threads", cfg.bench.threads, 1)
     return cfg
 
 
@@ -251,7 +150,3 @@ def _writable(key: str, value: str, directory: bool) -> None:
         raise ConfigError(f"{key}={value}: cannot write in {where} ({e.strerror}): "
                           f"choose a writable location") from None
 
-
-def _at_least(key: str, value, minimum) -> None:
-    if value < minimum:
-        raise ConfigError(f"{key}={value} is out of range: use a value >= {minimum}")

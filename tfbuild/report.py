@@ -1,5 +1,7 @@
 """All terminal output goes through one Reporter (one rich Console).
 
+It implements the engine's output interface (`tfbuild.engine.output.Output`).
+
 Tests build a Reporter on a plain-text console and read what a person sees.
 """
 from __future__ import annotations
@@ -58,6 +60,8 @@ def human_size(n: Optional[int]) -> str:
 
 
 class Reporter:
+    """The engine's `Output` on a rich console, plus the summary table and errors of the shell."""
+
     def __init__(self, console: Optional[Console] = None, verbose: bool = False):
         # emoji off: user text such as ':name:' must print as written.
         self.console = console or Console(highlight=False, emoji=False)
@@ -72,6 +76,9 @@ class Reporter:
 
     def error(self, text: str) -> None:
         self.err.print(f"[bold red]tfbuild: error:[/] {escape(text)}", soft_wrap=True)
+
+    def crashed(self, trace: str) -> None:
+        self.err.print(trace, markup=False)
 
     @contextlib.contextmanager
     def running(self, stage: str, detail: str = "") -> Iterator[None]:

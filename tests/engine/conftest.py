@@ -14,7 +14,8 @@ if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
 import fakes  # noqa: E402
-from tfbuild.engine.build import Options, build_target
+from tfbuild.engine.build import build_target
+from tfbuild.engine.plan import Options
 
 
 @pytest.fixture(autouse=True)
@@ -39,10 +40,10 @@ class Project:
         return dataclasses.replace(self.opts, **changes)
 
     def build(self, cfg=None, registry=None, target: str = "t", **changes) -> dict:
-        """build_target with the fake stages; `changes` go to Options."""
+        """build_target with the fake stages, its report; `changes` go to Options."""
         self.reporter = fakes.FakeReporter()
         return build_target(cfg or fakes.Cfg(), registry or fakes.registry(), self.options(**changes),
-                            target, self.reporter)
+                            target, self.reporter).to_json()
 
     def store_dirs(self, stage: str) -> list:
         root = self.opts.build_dir / "store" / stage

@@ -255,20 +255,11 @@ def variant(spec: StageSpec, **changes) -> StageSpec:
 
 # ----------------------------------------------------------------------------- reporter
 
-class _Err:
-    def __init__(self):
-        self.printed: List[str] = []
-
-    def print(self, text, **_kw) -> None:
-        self.printed.append(str(text))
-
-
 class FakeReporter:
-    """What the build loop calls on a reporter, recorded."""
+    """The engine's Output (tfbuild.engine.output), recorded."""
 
     def __init__(self):
         self.events: List[tuple] = []
-        self.err = _Err()
 
     def info(self, text: str) -> None:
         self.events.append(("info", text))
@@ -283,6 +274,9 @@ class FakeReporter:
     def running(self, stage: str, detail: str = ""):
         self.events.append(("running", stage))
         yield
+
+    def crashed(self, trace: str) -> None:
+        self.events.append(("crashed", trace))
 
     def ran(self) -> List[str]:
         return [e[1] for e in self.events if e[0] == "running"]

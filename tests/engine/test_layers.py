@@ -1,5 +1,6 @@
 """The layering the architecture promises, checked on the import graph (no imports run):
-the engine imports no stage and no TensorFlow helper; TensorFlow helpers import no engine."""
+the engine imports no stage and no TensorFlow helper; TensorFlow helpers import no engine,
+no stage and no config; stages load no TensorFlow when they are declared."""
 from __future__ import annotations
 
 import os
@@ -38,3 +39,47 @@ def test_engine_source_names_no_stage():
         text = path.read_text()
         for name in names:
             assert f'"{name}"' not in text and f"'{name}'" not in text, f"{path.name} names {name}"
+
+
+@pytest.mark.parametrize("module", modules("tf"))
+def test_tensorflow_helpers_import_no_config_and_no_shell(module):
+    """They take plain values and sections, never the schema: stages hand them what they need."""
+    bad = {m for m in closure(module) if m == "tfbuild/config.py" or m.startswith("tfbuild/cli")}
+    assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def top_level_imports(path: Path) -> set:
+    """Modules a file imports when it is imported (not inside functions, not for type checkers)."""
+    import ast
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found.add("." * node.level + (node.module or ""))
+    return found
+
+
+@pytest.mark.parametrize("path", sorted((PKG / "stages").glob("*.py")), ids=lambda p: p.name)
+def test_stages_import_no_tensorflow_at_module_level(path):
+    """Declaring the stages (every command does) loads no TensorFlow: it comes with run."""
+    bad = {m for m in top_level_imports(path)
+           if m.split(".")[0] in ("tensorflow", "numpy", "onnx", "onnxruntime", "tensorrt")
+           or m.startswith(("..tf", "tfbuild.tf"))}
+    assert not bad, f"{path.name} imports {sorted(bad)} at module level"
+
+
+def test_stages_and_config_do_not_import_each_other_in_a_cycle():
+    """config.py imports the stages' sections; a stage names config's types for type checkers only."""
+    for path in (PKG / "stages").glob("*.py"):
+        assert not {m for m in top_level_imports(path) if m in ("..config", "tfbuild.config")}, path.name
+    assert not {m for m in closure("tfbuild.stages.freeze") if m == "tfbuild/config.py"}
+
+
+def test_no_module_imports_another_modules_private_names():
+    import ast
+    for path in PKG.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                private = [a.name for a in node.names if a.name.startswith("_") and not a.name.endswith("__")]
+                assert not private, f"{path.relative_to(PKG)} imports {private} from {node.module}"

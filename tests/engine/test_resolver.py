@@ -31,7 +31,12 @@ def stale(decisions: dict) -> dict:
 
 
 def reasons(decisions: dict) -> dict:
-    return {n: d.reasons for n, d in decisions.items()}
+    return {n: texts(d.reasons) for n, d in decisions.items()}
+
+
+def texts(reasons) -> list:
+    """Reasons as the text people read."""
+    return [str(r) for r in reasons]
 
 
 def bump_mtime(path, seconds: int = 10) -> None:
@@ -69,14 +74,14 @@ def test_a_setting_changed(project):
     assert project.build()["ok"]
     d = decide(project, Cfg(double=DoubleCfg(factor=3)))
     assert stale(d) == {"source": False, "double": True, "tail": True}
-    assert d["double"].reasons == ["double.factor changed: 2 → 3"]
-    assert d["tail"].reasons == ["input double artifact changed"]
+    assert texts(d["double"].reasons) == ["double.factor changed: 2 → 3"]
+    assert texts(d["tail"].reasons) == ["input double artifact changed"]
 
 
 def test_a_setting_changed_to_null_and_quotes(project):
     assert project.build(Cfg(tail=TailCfg(suffix="'!'")))["ok"]
     d = decide(project, Cfg(tail=TailCfg(suffix=None)))
-    assert d["tail"].reasons == ["tail.suffix changed: ! → null"]
+    assert texts(d["tail"].reasons) == ["tail.suffix changed: ! → null"]
 
 
 def test_back_to_an_earlier_setting_reuses_its_artifact(project):
@@ -84,7 +89,7 @@ def test_back_to_an_earlier_setting_reuses_its_artifact(project):
     assert project.build(Cfg(double=DoubleCfg(factor=3)))["ok"]
     d = decide(project)   # factor 2 again: built before, still in the store
     assert stale(d) == {"source": False, "double": False, "tail": False}
-    assert d["double"].reasons == ["up to date (built before)"]
+    assert texts(d["double"].reasons) == ["up to date (built before)"]
 
 
 def test_a_path_setting_is_not_identity_its_content_is(project):
@@ -99,9 +104,9 @@ def test_input_content_changed(project):
     project.input.write_text("abc")
     d = decide(project)
     assert stale(d) == {"source": True, "double": True, "tail": True}
-    assert d["source"].reasons == ["input data content changed"]
-    assert d["double"].reasons == ["input source artifact changed"]
-    assert d["tail"].reasons == ["input double artifact changed"]
+    assert texts(d["source"].reasons) == ["input data content changed"]
+    assert texts(d["double"].reasons) == ["input source artifact changed"]
+    assert texts(d["tail"].reasons) == ["input double artifact changed"]
 
 
 def test_a_touched_input_is_still_up_to_date(project):
@@ -114,7 +119,7 @@ def test_switching_the_upstream(project):
     assert project.build()["ok"]
     d = decide(project, Cfg(double=None))
     assert d["tail"].stale
-    assert d["tail"].reasons == ["input double artifact changed", "input source artifact changed"]
+    assert texts(d["tail"].reasons) == ["input double artifact changed", "input source artifact changed"]
 
 
 def test_code_changed_names_the_module(project, monkeypatch):
@@ -124,8 +129,8 @@ def test_code_changed_names_the_module(project, monkeypatch):
     code["tfbuild/tf/helper.py"] = "bbbb"
     d = decide(project)
     assert stale(d) == {"source": True, "double": True, "tail": True}
-    assert d["source"].reasons == ["code changed: tfbuild/tf/helper.py"]
-    assert d["double"].reasons == ["code changed: tfbuild/tf/helper.py",
+    assert texts(d["source"].reasons) == ["code changed: tfbuild/tf/helper.py"]
+    assert texts(d["double"].reasons) == ["code changed: tfbuild/tf/helper.py",
                                    "input source artifact changed"]
 
 
@@ -133,7 +138,7 @@ def test_code_changed_lists_three_modules_then_an_ellipsis():
     before = {"fingerprint": "a", "env": {}, "settings": {}, "inputs": {},
               "code": {f"tfbuild/m{i}.py": "1" for i in range(5)}}
     now = {**before, "fingerprint": "b", "code": {f"tfbuild/m{i}.py": "2" for i in range(5)}}
-    assert differences(before, now) == ["code changed: tfbuild/m0.py, tfbuild/m1.py, tfbuild/m2.py …"]
+    assert texts(differences(before, now)) == ["code changed: tfbuild/m0.py, tfbuild/m1.py, tfbuild/m2.py …"]
 
 
 def test_a_tool_version_changed(project, monkeypatch):
@@ -143,7 +148,7 @@ def test_a_tool_version_changed(project, monkeypatch):
     assert project.build(registry=reg)["ok"]
     installed["faketool"] = "2.0"
     d = decide(project, registry=reg)
-    assert d["source"].reasons == ["faketool version changed: 1.0 → 2.0"]
+    assert texts(d["source"].reasons) == ["faketool version changed: 1.0 → 2.0"]
     assert d["source"].record["env"] == {"faketool": "2.0"}
 
 
@@ -154,7 +159,7 @@ def test_the_environment_counts(project):
     machine["driver"] = "550"
     d = decide(project, registry=reg)
     assert stale(d) == {"source": False, "double": False, "tail": True}
-    assert d["tail"].reasons == ["driver version changed: 535 → 550"]
+    assert texts(d["tail"].reasons) == ["driver version changed: 535 → 550"]
 
 
 def test_forced_and_upstream_forced(project):
@@ -174,7 +179,7 @@ def test_a_missing_output_is_damage(project):
     (Store(project.opts.build_dir).path("double", fp) / fakes.OUT).unlink()
     d = decide(project)
     assert stale(d) == {"source": False, "double": True, "tail": False}
-    assert d["double"].reasons == [f"output {fakes.OUT} missing"]
+    assert texts(d["double"].reasons) == [f"output {fakes.OUT} missing"]
     assert d["double"].fingerprint == fp
 
 
@@ -186,7 +191,7 @@ def test_an_altered_output_is_damage(project):
     bump_mtime(out)
     d = decide(project)
     assert stale(d) == {"source": False, "double": False, "tail": True}
-    assert d["tail"].reasons == [f"output {fakes.OUT} altered since it was built"]
+    assert texts(d["tail"].reasons) == [f"output {fakes.OUT} altered since it was built"]
 
 
 def test_a_missing_store_entry_is_damage(project):
@@ -194,7 +199,7 @@ def test_a_missing_store_entry_is_damage(project):
     shutil.rmtree(project.opts.build_dir / "store" / "source")
     d = decide(project)
     assert stale(d) == {"source": True, "double": False, "tail": False}
-    assert d["source"].reasons == ["output missing"]
+    assert texts(d["source"].reasons) == ["output missing"]
 
 
 def test_damage_with_other_changes_gives_the_changes(project):
@@ -207,11 +212,11 @@ def test_damage_with_other_changes_gives_the_changes(project):
 
 def test_why_without_a_record():
     now = {"fingerprint": "b", "env": {}, "code": {}, "settings": {}, "inputs": {}}
-    assert why(None, now, None) == ["up to date"]
-    assert why(None, now, "output missing") == ["not built yet"]
-    assert why({"fingerprint": "b"}, now, "output x missing") == ["output x missing"]
+    assert texts(why(None, now, None)) == ["up to date"]
+    assert texts(why(None, now, "output missing")) == ["not built yet"]
+    assert texts(why({"fingerprint": "b"}, now, "output x missing")) == ["output x missing"]
     # A record that differs in nothing the diff looks at still gives a reason.
-    assert why({**now, "fingerprint": "a"}, now, "output missing") == ["output missing"]
+    assert texts(why({**now, "fingerprint": "a"}, now, "output missing")) == ["output missing"]
 
 
 def test_differences_most_fundamental_first():
@@ -219,7 +224,7 @@ def test_differences_most_fundamental_first():
               "settings": {"k": 1}, "inputs": {"up": "fp1", "data": {"f": "1"}}}
     now = {"fingerprint": "b", "env": {"tool": "2"}, "code": {"tfbuild/x.py": "2"},
            "settings": {"k": 2, "new": True}, "inputs": {"up": "fp2", "data": {"f": "2"}}}
-    assert differences(before, now) == [
+    assert texts(differences(before, now)) == [
         "tool version changed: 1 → 2", "code changed: tfbuild/x.py",
         "k changed: 1 → 2", "new changed: null → True",
         "input data content changed", "input up artifact changed"]
@@ -232,7 +237,7 @@ def test_differences_tolerates_a_record_without_env(env):
     if env is None:
         before["env"] = None
     now = {"fingerprint": "b", "env": {"tool": "2"}, "code": {}, "settings": {"k": 2}, "inputs": {}}
-    assert differences(before, now) == ["tool version changed: None → 2", "k changed: 1 → 2"]
+    assert texts(differences(before, now)) == ["tool version changed: None → 2", "k changed: 1 → 2"]
 
 
 def test_another_input_file_is_named_in_the_reason():
@@ -241,6 +246,6 @@ def test_another_input_file_is_named_in_the_reason():
         return {"fingerprint": "x", "env": {}, "code": {}, "settings": {}, "inputs": {"checkpoint": files}}
     before = record({"model.ckpt-200.index": "a", "model.ckpt-200.data-00000-of-00001": "b"})
     now = record({"model.ckpt-300.index": "c", "model.ckpt-300.data-00000-of-00001": "d"})
-    assert resolver.differences(before, now) == ["input checkpoint changed: model.ckpt-200 → model.ckpt-300"]
+    assert texts(resolver.differences(before, now)) == ["input checkpoint changed: model.ckpt-200 → model.ckpt-300"]
     same_names = record({"model.ckpt-200.index": "e", "model.ckpt-200.data-00000-of-00001": "b"})
-    assert resolver.differences(before, same_names) == ["input checkpoint content changed"]
+    assert texts(resolver.differences(before, same_names)) == ["input checkpoint content changed"]

@@ -10,7 +10,7 @@ import pytest
 
 import fakes
 from fakes import statuses
-from tfbuild.engine.build import verify
+from tfbuild.engine.verify import verify
 from tfbuild.engine.cache import Remote
 from tfbuild.errors import ConfigError
 
@@ -68,19 +68,19 @@ def test_verify_checks_signatures_with_the_public_key(project, keys, tmp_path):
     private, public = keys
     project.build(signer=Signer(private, None))
     opts = dataclasses.replace(project.opts, signer=Signer(None, public))
-    report = verify(fakes.Cfg(), fakes.registry(), opts, "t", project.reporter)
+    report = verify(fakes.Cfg(), fakes.registry(), opts, "t", project.reporter).to_json()
     assert report["ok"], report["stages"]
     _, stranger = keypair(tmp_path, "stranger")
     report = verify(fakes.Cfg(), fakes.registry(), dataclasses.replace(opts, signer=Signer(None, stranger)),
-                    "t", project.reporter)
+                    "t", project.reporter).to_json()
     assert not report["ok"]
     assert all(s["reason"].startswith("signature: ") for s in report["stages"])
     (root,) = entries(project.opts.build_dir, "double")
     (root / FILE).unlink()
-    report = verify(fakes.Cfg(), fakes.registry(), opts, "t", project.reporter)
+    report = verify(fakes.Cfg(), fakes.registry(), opts, "t", project.reporter).to_json()
     assert statuses(report) == {"source": "built", "double": "failed", "tail": "built"}
     shutil.rmtree(project.opts.build_dir / "store" / "tail")
-    report = verify(fakes.Cfg(), fakes.registry(), opts, "t", project.reporter)
+    report = verify(fakes.Cfg(), fakes.registry(), opts, "t", project.reporter).to_json()
     assert "no copy in" in [s for s in report["stages"] if s["name"] == "tail"][0]["reason"]
 
 

@@ -15,6 +15,7 @@ from .spec import Registry, StageSpec, check_upstream
 
 @dataclass(frozen=True)
 class Node:
+    """One stage of this target: its spec, settings, upstream stages and input files."""
     spec: StageSpec                       # with `upstream` and `artifact` as plain values
     settings: Any                         # exactly what `spec.run` receives
     deps: Tuple[str, ...] = ()            # upstream stages, in the order declared

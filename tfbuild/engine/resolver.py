@@ -8,26 +8,25 @@ Reasons come from diffing those same parts against the lock file's record.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .fingerprint import StatCache, code_record, files_record, settings_record, sha256_json, versions
 from .graph import Node
+from .reasons import Reason, text
 from .store import Store
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
+    """One stage of the plan: its identity, fresh or stale, and why; the build never changes it."""
     node: Node
     fingerprint: str
     stale: bool
-    reasons: List[str]
+    reasons: Tuple[Reason, ...]
     record: dict                      # the lock-file entry, less the outputs
     forced: bool = False
-    locked: List[str] = field(default_factory=list)   # how the lock file's record differs; [] same
-    status: str = "planned"
-    seconds: float = 0.0
-    outputs: Dict[str, str] = field(default_factory=dict)
+    locked: Tuple[Reason, ...] = ()   # how the lock file's record differs; () same
 
     @property
     def name(self) -> str:
@@ -35,7 +34,7 @@ class Decision:
 
     @property
     def reason(self) -> str:
-        return "; ".join(self.reasons)
+        return text(self.reasons)
 
 
 def components(node: Node, upstream: Dict[str, str], cache: StatCache) -> dict:
@@ -64,53 +63,59 @@ def resolve(nodes: Sequence[Node], store: Store, cache: StatCache,
         upstream = [d for d in node.deps if d in forced]
         if node.name in force or upstream:
             forced.add(node.name)
-            reasons = ["forced"] if node.name in force else [f"upstream {upstream[0]} forced"]
+            reasons = [Reason("forced")] if node.name in force else [Reason("upstream-forced", upstream[0])]
         else:
             reasons = why(previous.get(node.name), record, damage)
         stale = node.name in forced or damage is not None
-        before = previous.get(node.name)
-        unlocked = [] if before and before.get("fingerprint") == fp else \
-            (differences(before, record) or ["its fingerprint"]) if before else ["not in the lock file"]
-        decisions.append(Decision(node, fp, stale, reasons, record, forced=node.name in forced,
-                                  locked=unlocked))
+        decisions.append(Decision(node, fp, stale, tuple(reasons), record, forced=node.name in forced,
+                                  locked=tuple(unlocked(previous.get(node.name), record))))
     return decisions
 
 
-def why(before: Optional[dict], now: dict, damage: Optional[str]) -> List[str]:
-    """Human reasons: what differs from the last recorded build."""
+def unlocked(before: Optional[dict], record: dict) -> List[Reason]:
+    """How the lock file's record of a stage differs from its plan ([]: not at all)."""
+    if not before:
+        return [Reason("not-locked")]
+    if before.get("fingerprint") == record["fingerprint"]:
+        return []
+    return differences(before, record) or [Reason("fingerprint")]
+
+
+def why(before: Optional[dict], now: dict, damage: Optional[str]) -> List[Reason]:
+    """What differs from the last recorded build (`damage`: the store's words, or None)."""
     if damage is None:
         if before and before.get("fingerprint") != now["fingerprint"]:
-            return ["up to date (built before)"]
-        return ["up to date"]
+            return [Reason("up-to-date", "built before")]
+        return [Reason("up-to-date")]
     if not before:
-        return ["not built yet"]
+        return [Reason("not-built")]
     if before.get("fingerprint") == now["fingerprint"]:
-        return [damage]
-    return differences(before, now) or [damage]
+        return [Reason("damaged", damage)]
+    return differences(before, now) or [Reason("damaged", damage)]
 
 
-def differences(before: dict, now: dict) -> List[str]:
+def differences(before: dict, now: dict) -> List[Reason]:
     """What differs between two records of one stage, most fundamental first."""
-    reasons = []
     old_env = before.get("env") or {}
-    for key in _changed(old_env, now["env"]):
-        reasons.append(f"{key} version changed: {old_env.get(key)} → {now['env'].get(key)}")
+    reasons = [Reason("version", key, old_env.get(key), now["env"].get(key))
+               for key in _changed(old_env, now["env"])]
     changed = _changed(before.get("code"), now["code"])
     if changed:
-        reasons.append(f"code changed: {', '.join(changed[:3])}{' …' if len(changed) > 3 else ''}")
+        reasons.append(Reason("code", new=tuple(changed)))
     old = before.get("settings") or {}
-    for key in _changed(old, now["settings"]):
-        reasons.append(f"{key} changed: {_show(old.get(key))} → {_show(now['settings'].get(key))}")
+    reasons += [Reason("setting", key, old.get(key), now["settings"].get(key))
+                for key in _changed(old, now["settings"])]
     old = before.get("inputs") or {}
-    for key in _changed(old, now["inputs"]):
-        new = now["inputs"].get(key)
-        if not isinstance(new, dict):
-            reasons.append(f"input {key} artifact changed")
-        elif isinstance(old.get(key), dict) and _stem(old[key]) != _stem(new):
-            reasons.append(f"input {key} changed: {_stem(old[key])} → {_stem(new)}")  # another file
-        else:
-            reasons.append(f"input {key} content changed")
-    return reasons
+    return reasons + [_input(key, old.get(key), now["inputs"].get(key))
+                      for key in _changed(old, now["inputs"])]
+
+
+def _input(key: str, old, new) -> Reason:
+    if not isinstance(new, dict):
+        return Reason("input-artifact", key)
+    if isinstance(old, dict) and _stem(old) != _stem(new):
+        return Reason("input-renamed", key, _stem(old), _stem(new))  # another file
+    return Reason("input-content", key)
 
 
 def _stem(files: dict) -> str:
@@ -123,7 +128,3 @@ def _stem(files: dict) -> str:
 def _changed(old: Optional[dict], new: dict) -> List[str]:
     old = old if isinstance(old, dict) else {}
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-
-
-def _show(value) -> str:
-    return "null" if value is None else str(value).replace("'", "")

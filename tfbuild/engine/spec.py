@@ -25,6 +25,7 @@ def _none(_settings) -> dict:
 
 @dataclass(frozen=True)
 class StageSpec:
+    """A stage's declaration: how to get its settings, run it, and what it reads."""
     name: str
     # (cfg, deps present) -> the typed settings object that `run` receives.
     settings: Callable[[Any, Tuple[str, ...]], Any]

@@ -26,6 +26,8 @@ BUILD_LOCK = "build"        # held shared by every build, exclusively by gc
 
 
 class Store:
+    """The content-addressed artifact directories under build_dir, and their locks."""
+
     def __init__(self, build_dir: Path):
         self.root = build_dir
         self.meta_dir = build_dir / ".tfbuild"
@@ -103,6 +105,14 @@ class Store:
             tmp.unlink()
         tmp.symlink_to(os.path.relpath(target, link.parent))
         os.replace(tmp, link)
+
+
+def read_json(path: Path) -> Optional[dict]:
+    """A JSON file's content, or None when it is absent or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -1,11 +1,12 @@
 """The stages, each declared once as a `StageSpec` in its own module.
 
-A stage module holds its settings dataclass, `settings(cfg, deps)`, its plain
-function `run(inputs, settings, out, log) -> metadata`, optional `check`,
-`preflight` and `bench`, and `SPEC`. TensorFlow is imported inside `run` and
-`bench` only. Adding a stage: a module here, its TensorFlow code in
-`tfbuild.tf`, a config section in `config.py`/`conf/`, a target, and one
-entry below.
+A stage module holds its config section (a dataclass, named in `config.Config`),
+its settings dataclass, `settings(cfg, deps)`, its plain function
+`run(inputs, settings, out, log) -> metadata`, optional `check`, `preflight` and
+`bench`, and `SPEC`. Its TensorFlow code lives in `tfbuild.tf`, imported inside
+`run`, `preflight` and `bench` only. `deploy.py` is no stage: what the stages
+share. Adding a stage: a module here, its TensorFlow code in `tfbuild.tf`, its
+section in `Config` and `conf/`, a target, and one entry below.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""What several stages share that needs no TensorFlow."""
+"""What the stages share that needs no TensorFlow: the checkpoint a stage reads, and
+the range rule of a key. Apart from deploy.py on purpose: a stage's code identity is
+every module it imports, so editing the deployment code rebuilds no train, placeholder
+or freeze."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +9,12 @@ from typing import Dict, List, Optional
 
 from ..checkpoint import checkpoint_prefix, detect, model_files
 from ..engine.spec import Artifact
+from ..errors import ConfigError
+
+
+def at_least(key: str, value, minimum) -> None:
+    if value < minimum:
+        raise ConfigError(f"{key}={value} is out of range: use a value >= {minimum}")
 
 
 def checkpoint_input(path: Optional[str]) -> Dict[str, List[Path]]:

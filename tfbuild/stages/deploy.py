@@ -1,16 +1,56 @@
-"""What the deployment stages (onnx, trt, tflite) share: their input graph,
-calibration data and parity inputs."""
+"""What the deployment stages (onnx, trt, tflite) share: the keys of their sections and
+the checks of those, their input graph, calibration data and parity inputs."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional
 
 from ..engine.spec import Artifact
 from ..errors import TfbuildError
+from ..marks import PATH
+from ..precision import PRECISIONS, check_precision
+from .common import at_least
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+@dataclass
+class CalibrationCfg:
+    path: Optional[str] = field(default=None, metadata=PATH)   # identity: the files' content
+    key: Optional[str] = None
+    random: bool = False
+    num_samples: int = 32
+
+
+@dataclass
+class DeployCfg:
+    """The keys every deployment section has."""
+    precision: str = "FP32"              # written in any case, kept upper case
+    calibration: CalibrationCfg = field(default_factory=CalibrationCfg)
+    tolerance: Optional[float] = None    # null: the precision's default
+
+    def __post_init__(self):
+        # Here, not in a stage: other sections read it first (trt's engine sets onnx's).
+        if isinstance(self.precision, str) and self.precision.upper() in PRECISIONS:
+            self.precision = self.precision.upper()
+
+
+def check_section(cfg, section: str) -> None:
+    """A deployment section's precision, its calibration keys and data, and its tolerance,
+    checked before any stage runs; the data's sample shape too where the target's
+    placeholder stage names the input. Where the settings are made: the section's
+    name and the placeholder are not part of them."""
+    s = getattr(cfg, section)
+    c = s.calibration
+    check_precision(section, s.precision, c.path, c.random, c.num_samples)
+    if s.tolerance is not None:
+        at_least(f"{section}.tolerance", s.tolerance, 0)
+    from ..calibration import check_source
+    p = cfg.placeholder
+    check_source(c, section, p.inputs[0].shape if p is not None and p.inputs else None)
 
 
 def calibration_input(calibration) -> Dict[str, List[Path]]:
@@ -19,15 +59,6 @@ def calibration_input(calibration) -> Dict[str, List[Path]]:
         return {}
     from ..calibration import calibration_files
     return {"calibration": calibration_files(calibration.path)}
-
-
-def check_calibration(cfg, section: str) -> None:
-    """The section's calibration data, checked before any stage runs; its sample
-    shape too where the target's placeholder stage names the input."""
-    from ..calibration import check_source
-    p = cfg.placeholder
-    check_source(getattr(cfg, section).calibration, section,
-                 p.inputs[0].shape if p is not None and p.inputs else None)
 
 
 def frozen(freeze: Artifact) -> Path:
@@ -81,7 +112,7 @@ def parity(freeze: Artifact, feeds: Dict[str, "np.ndarray"], batch: int, run_con
 
     from ..errors import ParityError
     from ..samples import batches, per_sample_diff
-    from ..tf.measure import frozen_runner
+    from ..tf.graph_io import frozen_runner
 
     graph_inputs, outputs = graph_io(freeze)
     diffs, expected_all = [], []

@@ -1,26 +1,31 @@
 """onnx: the frozen graph as an ONNX model for onnxruntime (CPU, GPU) and TensorRT,
 FP32, FP16 or INT8 (Q/DQ), at a fixed or dynamic batch size.
 
-Precision, opset, batch size and calibration are checked by `config.validate`.
-A target without an onnx section still has this stage when its trt stage builds
-a TensorRT engine (trt.backend tensorrt, or auto choosing it): the model then
-follows the trt settings, so a sweep over trt keys shares its ONNX models."""
+Precision, tolerance and calibration are checked where the settings are made,
+opset and batch size by `check`, all before any stage runs. A target without an
+onnx section still has this stage when its trt stage builds a TensorRT engine
+(trt.backend tensorrt, or auto choosing it): the model then follows the trt
+settings, so a sweep over trt keys shares its ONNX models."""
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Optional
 
 from .. import trt_backend
+from ..errors import ConfigError
 from ..samples import PARITY_SAMPLES
 from ..engine.spec import StageSpec
 from . import deploy
 
-if TYPE_CHECKING:
-    from ..config import OnnxCfg
-
 ARTIFACT = "model.onnx"
+OPSETS = (9, 18)   # what the pinned tf2onnx (1.17) writes
+
+
+@dataclass
+class OnnxCfg(deploy.DeployCfg):
+    opset: int = 17
+    batch_size: Optional[int] = 1        # null: a dynamic batch dimension
 
 
 @dataclass(frozen=True)
@@ -37,22 +42,28 @@ def present(cfg) -> bool:
 
 def settings(cfg, deps) -> Settings:
     if cfg.onnx is None:   # the model a TensorRT engine is built from
-        deploy.check_calibration(cfg, "trt")
+        deploy.check_section(cfg, "trt")
         o = for_trt(cfg)
     else:
-        deploy.check_calibration(cfg, "onnx")
+        deploy.check_section(cfg, "onnx")
         o = cfg.onnx
     return Settings(o, symmetric=o.precision == "INT8" and trt_backend.needs_onnx(cfg))
 
 
 def for_trt(cfg) -> OnnxCfg:
     """At the engine's precision and calibration; a dynamic batch where its profile is."""
-    # The schema's class through the config, not imported: config.py's code is then no
-    # part of this stage's identity (the values it gives are, as settings).
-    onnx_cfg = typing.get_args(typing.get_type_hints(type(cfg))["onnx"])[0]
     t = cfg.trt
-    return onnx_cfg(precision=t.precision, batch_size=trt_backend.onnx_batch(t.max_batch_size),
-                    calibration=t.calibration)
+    return OnnxCfg(precision=t.precision, batch_size=trt_backend.onnx_batch(t.max_batch_size),
+                   calibration=t.calibration)
+
+
+def check(s: Settings) -> None:
+    o = s.onnx
+    if o.batch_size is not None:
+        deploy.at_least("onnx.batch_size", o.batch_size, 1)
+    lo, hi = OPSETS
+    if not lo <= o.opset <= hi:
+        raise ConfigError(f"onnx.opset={o.opset}: tf2onnx converts to opsets {lo} to {hi}")
 
 
 def preflight(s: Settings) -> None:
@@ -61,7 +72,7 @@ def preflight(s: Settings) -> None:
 
 
 def run(inputs, s: Settings, out: Path, log) -> dict:
-    from ..tf.measure import run_onnx
+    from ..tf.runtimes import run_onnx
     from ..tf.onnx_convert import TOLERANCE, convert
 
     o, freeze = s.onnx, inputs["freeze"]
@@ -78,7 +89,7 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
 
 
 def bench(artifact, b, inputs) -> dict:
-    from ..tf.measure import latency_onnx, model_feeds, versus_frozen
+    from ..tf.timing import latency_onnx, model_feeds, versus_frozen
     freeze = inputs["freeze"]
     figures = latency_onnx(artifact.path / ARTIFACT,
                            model_feeds(freeze.metadata["inputs"], artifact.metadata["batch_size"]),
@@ -89,4 +100,4 @@ def bench(artifact, b, inputs) -> dict:
 SPEC = StageSpec("onnx", settings, run, present=present, upstream=("freeze",), artifact=ARTIFACT,
                  tools=("tensorflow", "tf2onnx", "onnxruntime", "onnx"),
                  files=lambda s: deploy.calibration_input(s.onnx.calibration),
-                 preflight=preflight, bench=bench)
+                 check=check, preflight=preflight, bench=bench)

@@ -1,20 +1,22 @@
 """tflite: the CPU/edge sibling of trt — the frozen graph as a .tflite model
 at a fixed batch size, FP32, FP16 (float16 weights) or INT8 (calibrated).
 
-Precision, batch size and calibration are checked by `config.validate`."""
+Precision, tolerance and calibration are checked where the settings are made,
+the batch size by `check`, all before any stage runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..engine.spec import StageSpec, section
 from . import deploy
 
-if TYPE_CHECKING:
-    from ..config import TfliteCfg
-
 ARTIFACT = "model.tflite"
+
+
+@dataclass
+class TfliteCfg(deploy.DeployCfg):
+    batch_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -23,12 +25,16 @@ class Settings:
 
 
 def settings(cfg, deps) -> Settings:
-    deploy.check_calibration(cfg, "tflite")
+    deploy.check_section(cfg, "tflite")
     return Settings(cfg.tflite)
 
 
+def check(s: Settings) -> None:
+    deploy.at_least("tflite.batch_size", s.tflite.batch_size, 1)
+
+
 def run(inputs, s: Settings, out: Path, log) -> dict:
-    from ..tf.measure import run_tflite
+    from ..tf.runtimes import run_tflite
     from ..tf.tflite_convert import TOLERANCE, convert
 
     t, freeze = s.tflite, inputs["freeze"]
@@ -45,7 +51,7 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
 
 def bench(artifact, b, inputs) -> dict:
     """Through LiteRT (or tf.lite), with the ops XNNPACK took; the frozen graph alongside."""
-    from ..tf.measure import latency_tflite, model_feeds, versus_frozen
+    from ..tf.timing import latency_tflite, model_feeds, versus_frozen
     freeze = inputs["freeze"]
     figures = latency_tflite(artifact.path / ARTIFACT,
                              model_feeds(freeze.metadata["inputs"], artifact.metadata["batch_size"]),
@@ -55,4 +61,4 @@ def bench(artifact, b, inputs) -> dict:
 
 SPEC = StageSpec("tflite", settings, run, present=section("tflite"),
                  upstream=("freeze",), artifact=ARTIFACT, tools=("tensorflow",),
-                 files=lambda s: deploy.calibration_input(s.tflite.calibration), bench=bench)
+                 files=lambda s: deploy.calibration_input(s.tflite.calibration), check=check, bench=bench)

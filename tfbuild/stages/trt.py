@@ -24,7 +24,7 @@ from ..marks import PATH
 from . import deploy
 
 if TYPE_CHECKING:
-    from ..config import CalibrationCfg, OnnxCfg, TrtCfg
+    from .onnx import OnnxCfg
 
 ARTIFACT = "trt.pb"
 ENGINE = "model.engine"
@@ -32,6 +32,23 @@ ONNX = "model.onnx"   # the onnx stage's artifact (not imported: its code is not
 # An engine runs the onnx stage's INT8 model, which that stage accepted at 1e-1 against the
 # frozen graph (onnx_convert.TOLERANCE, kept equal by a test): a faithful engine may be as far off.
 ENGINE_INT8_TOLERANCE = 1e-1
+BACKENDS = ("auto", "tf-trt", "tensorrt")   # see tfbuild/trt_backend.py
+
+
+@dataclass
+class TrtCfg(deploy.DeployCfg):
+    backend: str = "auto"                # auto: TF-TRT where TensorFlow has it, else a tensorrt engine
+    max_batch_size: Optional[int] = 1
+    max_workspace_size_bytes: int = 1 << 30
+    minimum_segment_size: int = 3
+    is_dynamic_op: bool = False
+    maximum_cached_engines: int = 1
+
+    def __post_init__(self):
+        super().__post_init__()
+        # Like precisions, written in any case; here because the onnx stage reads it first.
+        if isinstance(self.backend, str) and self.backend.lower() in BACKENDS:
+            self.backend = self.backend.lower()
 
 
 @dataclass(frozen=True)
@@ -48,7 +65,7 @@ class EngineCfg:
     precision: str
     max_batch_size: Optional[int]
     max_workspace_size_bytes: int
-    calibration: CalibrationCfg          # parity inputs (the ONNX model was quantized with it)
+    calibration: deploy.CalibrationCfg   # parity inputs (the ONNX model was quantized with it)
     tolerance: Optional[float]
 
 
@@ -64,8 +81,10 @@ def _engine(s) -> bool:
 
 
 def settings(cfg, deps) -> Union[Settings, EngineSettings]:
-    deploy.check_calibration(cfg, "trt")
     t = cfg.trt
+    deploy.check_section(cfg, "trt")
+    if t.backend not in BACKENDS:   # which settings the stage has depends on it
+        raise ConfigError(f"trt.backend={t.backend!r} is unknown: use one of {', '.join(BACKENDS)}")
     backend = trt_backend.resolve(t.backend)   # identity: the backend used, however it was asked for
     if backend == "tf-trt":
         return Settings(dataclasses.replace(t, backend=backend))
@@ -124,7 +143,7 @@ def environment(s) -> dict:
 def run(inputs, s, out: Path, log) -> dict:
     if _engine(s):
         return _run_engine(inputs, s.trt, s.timing_cache, out, log)
-    from ..tf.measure import run_frozen
+    from ..tf.graph_io import run_frozen
     from ..tf.trt_convert import TOLERANCE, convert
 
     t, freeze = s.trt, inputs["freeze"]
@@ -144,7 +163,7 @@ def run(inputs, s, out: Path, log) -> dict:
 
 def _run_engine(inputs, t: EngineCfg, timing_cache: str, out: Path, log) -> dict:
     from ..tf import trt_engine
-    from ..tf.measure import node_of
+    from ..tf.graph_io import node_of
     from ..tf.trt_convert import TOLERANCE
 
     freeze, model = inputs["freeze"], inputs["onnx"]
@@ -169,7 +188,7 @@ def _run_engine(inputs, t: EngineCfg, timing_cache: str, out: Path, log) -> dict
 
 
 def bench(artifact, b, inputs) -> dict:
-    from ..tf.measure import latency_frozen, model_feeds, versus_frozen
+    from ..tf.timing import latency_frozen, model_feeds, versus_frozen
     meta, freeze = artifact.metadata, inputs["freeze"]
     if meta.get("backend") == "tensorrt":
         figures = _bench_engine(artifact, b)
@@ -181,7 +200,7 @@ def bench(artifact, b, inputs) -> dict:
 
 def _bench_engine(artifact, b) -> dict:
     """The engine through TensorRT's runtime (Polygraphy's TrtRunner)."""
-    from ..tf.measure import model_feeds
+    from ..tf.timing import model_feeds
     from ..tf.trt_engine import latency
     inputs = artifact.metadata["inputs"]   # at the batch the engine was checked at
     return latency(artifact.path / ENGINE, model_feeds(inputs), warmup=b.warmup, runs=b.runs)

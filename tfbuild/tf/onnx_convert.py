@@ -20,7 +20,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from tfbuild.errors import BackendUnavailable, CalibrationError, StageFailed, first_line
-from tfbuild.tf.measure import node_of, onnx_session, read_graph_def
+from tfbuild.tf.graph_io import node_of, read_graph_def
+from tfbuild.tf.runtimes import onnx_session
 from tfbuild.tf.quiet import captured
 
 # Parity bounds (max abs diff against the frozen graph), for outputs in [0, 1];

@@ -18,7 +18,7 @@ import numpy as np
 
 from tfbuild.precision import PRECISIONS
 from tfbuild.errors import CalibrationError, ConfigError, NodeNotFound, StageFailed
-from tfbuild.tf.measure import node_of, read_graph_def
+from tfbuild.tf.graph_io import node_of, read_graph_def
 from tfbuild.tf.quiet import captured
 
 # Largest |tflite - frozen| allowed on any output element. Outputs are softmax
@@ -67,7 +67,7 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
             error = _first_error_line(f"{e}\n{chatter.stderr()}")
             raise StageFailed(f"TFLite {precision} conversion of {frozen_pb} failed: {_explain(error)}") from None
 
-    from tfbuild.tf.measure import load_interpreter
+    from tfbuild.tf.runtimes import load_interpreter
 
     interpreter = load_interpreter(model_content=model)
     meta_inputs = [_details(d) for d in interpreter.get_input_details()]

@@ -148,7 +148,7 @@ def _calibration_batches(calibration, settings: Mapping, dtype) -> list:
 def convert(frozen_pb: Path, outputs: Sequence[str], settings: Mapping,
             calibration, input_name: str, out_path: Path) -> dict:
     """Convert `frozen_pb` with TF-TRT and write the GraphDef to `out_path`."""
-    from tfbuild.tf.measure import node_of, read_graph_def  # not at the top: no-ops call environment()
+    from tfbuild.tf.graph_io import node_of, read_graph_def  # not at the top: no-ops call environment()
 
     preflight()
     validate(settings)

@@ -251,10 +251,10 @@ def latency(engine_path: Path, feeds: Mapping[str, "object"], *, warmup: int, ru
     caller sees it (the engine load and context creation are not timed)."""
     import tensorrt as trt
 
-    from tfbuild.tf.measure import _time
+    from tfbuild.tf.timing import time_call
     from tfbuild.trt_backend import gpu
     with _runner(engine_path) as runner:
         feed = dict(feeds)
         batch = int(next(iter(feed.values())).shape[0])
-        figures = _time(lambda: runner.infer(feed, check_inputs=False), batch, warmup, runs)
+        figures = time_call(lambda: runner.infer(feed, check_inputs=False), batch, warmup, runs)
     return {**figures, "backend": f"tensorrt {trt.__version__}", "gpu": (gpu() or {}).get("name")}
