@@ -31,6 +31,7 @@ from .engine.plan import Options
 from .engine.verify import verify
 from .engine.cache import Remote
 from .errors import ConfigError, TfbuildError
+from .evaluation import evaluation
 from .stages import REGISTRY
 from .engine.store import write_json
 from .report import Reporter
@@ -87,7 +88,8 @@ def options(cfg: Config, reporter: Optional[Reporter] = None) -> Options:
         signer = Signer(cfg.sign.key, cfg.sign.public_key)
     return Options(build_dir=Path(cfg.build_dir), lock_file=Path(cfg.lock_file), force=cfg.force,
                    dry_run=cfg.dry_run, locked=cfg.locked, bench=cfg.bench if cfg.bench.enabled else None,
-                   bench_again=cfg.bench.again, remote=remote, signer=signer)
+                   bench_again=cfg.bench.again, remote=remote, signer=signer,
+                   evaluation=evaluation(cfg.evaluate))
 
 
 def run_job(dcfg: DictConfig, reporter: Reporter) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .errors import ConfigError
+from .evaluation import EvaluateCfg, check as check_evaluate
 from .marks import PATH
 # Each stage declares its section; every section class is a name here too, as an
 # unknown key's hint finds the class by name (cli._unknown_key).
@@ -97,6 +98,7 @@ class Config:
     onnx: Optional[OnnxCfg] = None
     trt: Optional[TrtCfg] = None
     tflite: Optional[TfliteCfg] = None
+    evaluate: Optional[EvaluateCfg] = None   # accuracy on the user's labelled data (evaluation.py)
     bench: BenchCfg = field(default_factory=BenchCfg)
     cache: CacheCfg = field(default_factory=CacheCfg)
     sign: SignCfg = field(default_factory=SignCfg)
@@ -111,6 +113,8 @@ def validate(cfg: Config) -> Config:
         setattr(cfg, name, None)
     _writable("build_dir", cfg.build_dir, directory=True)
     _writable("lock_file", cfg.lock_file, directory=False)
+    if cfg.evaluate is not None:
+        check_evaluate(cfg.evaluate)
     if cfg.report_file:
         _writable("report_file", cfg.report_file, directory=False)
     if cfg.checkpoint.path and cfg.train is not None:

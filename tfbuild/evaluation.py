@@ -609,3 +609,29 @@ def gate(figures: dict, tolerance: Mapping, key: str) -> Tuple[bool, str]:
     if worst:
         return False, f"parity: {'; '.join(worst)} ({key})"
     return True, "parity: " + ", ".join(f"{m} {figures[m]:.6g}" for m in tolerance)
+
+
+# ----------------------------------------------------------------------------- the engine's view
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the engine hands each stage's `evaluate` (engine.plan.Options.evaluation)."""
+    cfg: EvaluateCfg
+    identity: str     # digest of the data's bytes, the settings and the code that scores
+
+    def judged(self, value: float, reference: Optional[float], samples: int) -> dict:
+        ok, message = judge(self.cfg, value, reference)
+        return {**record(self.cfg, value, reference, samples), "ok": ok, "message": message}
+
+
+def evaluation(cfg: Optional[EvaluateCfg]) -> Optional[Evaluation]:
+    """The evaluation of a target's `evaluate` section (None: the target evaluates nothing)."""
+    if cfg is None:
+        return None
+    import hashlib
+    import json
+    digest = hashlib.sha256(json.dumps(identity_params(cfg), sort_keys=True, default=str).encode())
+    for path in (*data_files(cfg), *code_files(cfg)):
+        digest.update(path.name.encode())
+        digest.update(Path(path).read_bytes())
+    return Evaluation(cfg, digest.hexdigest()[:24])

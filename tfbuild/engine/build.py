@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -25,7 +25,7 @@ from .reasons import Reason
 from .resolver import Decision
 from .results import BuildResult, StageResult, finish, link, lock_entry, outcome
 from .spec import Artifact, Registry
-from .store import BUILD_LOCK, MEASUREMENT, Store, write_json
+from .store import BUILD_LOCK, EVALUATION, MEASUREMENT, Store, read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class _Run:
     cache: Any                                  # a cache_handle: NO_CACHE or RemoteCache
     seal: Optional[Callable[[Path], None]]      # signs a built artifact before it is published
     plan: Dict[str, Decision]
+    evaluation: Any                             # Options.evaluation
 
 
 def build_target(cfg: Any, registry: Registry, opts: Options, target: str, output: Output, *,
@@ -59,7 +60,7 @@ def build_target(cfg: Any, registry: Registry, opts: Options, target: str, outpu
     if any(d.stale for d in decisions):
         cache.open()  # a missing backend library is a bad request: say so now
     seal = opts.signer.sign if opts.signer and opts.signer.key else None
-    run = _Run(store, stat, output, cache, seal, {d.name: d for d in decisions})
+    run = _Run(store, stat, output, cache, seal, {d.name: d for d in decisions}, opts.evaluation)
     link_dir = link_dir or opts.build_dir / target
     with store.lock(BUILD_LOCK, shared=True):  # gc waits for running builds
         try:
@@ -128,12 +129,12 @@ def _fresh(d: Decision, run: _Run, reasons) -> StageResult:
 
 def _run_stage(d: Decision, run: _Run, clock: _Stopwatch) -> StageResult:
     if not d.stale:
-        return _fresh(d, run, d.reasons)
+        return _judged(d, run, _fresh(d, run, d.reasons))
     store = run.store
     with store.lock(d.fingerprint[:24]):
         # A parallel job may have built the same artifact while we waited.
         if not d.forced and store.damage(d.name, d.fingerprint, run.stat) is None:
-            return _fresh(d, run, [Reason("meanwhile")])
+            return _judged(d, run, _fresh(d, run, [Reason("meanwhile")]))
         scratch = store.scratch(d.name)
         try:
             return _fetch_or_build(d, run, scratch, clock)
@@ -146,10 +147,34 @@ def _fetch_or_build(d: Decision, run: _Run, scratch: Path, clock: _Stopwatch) ->
     with run.cache.lookup(d.name, d.fingerprint, scratch, pull=not d.forced) as found:
         if found.hit:
             outputs = found.publish(run.store, run.stat)
-            return outcome(d, "fresh", [Reason("fetched")], outputs, time.perf_counter() - start)
+            return _judged(d, run, outcome(d, "fresh", [Reason("fetched")], outputs, time.perf_counter() - start))
         manifest = _build_stage(d, run, scratch, clock)
-        found.store(run.store.path(d.name, d.fingerprint), manifest)
-        return outcome(d, "built", d.reasons, manifest["outputs"], clock.seconds)
+        result = _judged(d, run, outcome(d, "built", d.reasons, manifest["outputs"], clock.seconds))
+        if result.status == "built":   # only what holds its accuracy goal is shared
+            found.store(run.store.path(d.name, d.fingerprint), manifest)
+        return result
+
+
+def _judged(d: Decision, run: _Run, result: StageResult) -> StageResult:
+    """The stage's accuracy on the user's data, when the target evaluates it. Kept beside
+    the artifact by the evaluation's identity, so changing only `evaluate` re-evaluates and
+    rebuilds nothing; a miss fails the stage and unpublishes what this run built."""
+    evaluation, hook = run.evaluation, d.node.spec.evaluate
+    if evaluation is None or hook is None:
+        return result
+    root = run.store.path(d.name, d.fingerprint)
+    record = read_json(root / EVALUATION) or {}
+    if record.get("identity") != evaluation.identity:
+        artifact = Artifact(root, run.store.manifest(d.name, d.fingerprint)["metadata"])
+        with run.output.running(d.name, "(evaluating)"):
+            record = {**hook(artifact, evaluation, _inputs(d, run)), "identity": evaluation.identity}
+        write_json(root / EVALUATION, record)
+    shown = {k: v for k, v in record.items() if k not in ("identity", "ok", "message")}
+    if record["ok"]:
+        return replace(result, evaluation=shown)
+    if result.status == "built":
+        shutil.rmtree(root, ignore_errors=True)
+    return replace(result, status="failed", reasons=(Reason("failed", record["message"]),), evaluation=shown)
 
 
 def _inputs(d: Decision, run: _Run) -> Dict[str, Artifact]:

@@ -31,6 +31,9 @@ class Options:
     bench_again: bool = False
     remote: Any = None          # a cache.Remote: fetch stale stages, push built ones
     signer: Any = None          # signs what is built (`key`, `sign(dir)`), checks (`public_key`, `problem(dir)`)
+    # Accuracy on the user's data: `.identity` (a digest of its data, settings and code),
+    # handed to each stage's `evaluate`; None: evaluate nothing. No part of any fingerprint.
+    evaluation: Any = None
 
 
 def parse_force(force, known: List[str], names: List[str]) -> List[str]:

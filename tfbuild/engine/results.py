@@ -31,6 +31,7 @@ class StageResult:
     size: Optional[int] = None
     link: Optional[Path] = None          # the readable path shown to people
     scratch: bool = False                # built in a directory since deleted (verify): no paths
+    evaluation: Optional[dict] = None    # accuracy on the user's data (Options.evaluation)
 
     @property
     def reason(self) -> str:
@@ -45,6 +46,8 @@ class StageResult:
             stage["link"] = None
         elif self.link is not None:
             stage["link"] = str(self.link)
+        if self.evaluation is not None:
+            stage["evaluation"] = self.evaluation
         return stage
 
 
@@ -84,6 +87,9 @@ class BuildResult:
                   "artifact": stages[-1]["artifact"] if self.ok and stages else None, "stages": stages}
         if self.final:
             report["metadata"], report["benchmark"] = self.final.metadata, self.final.benchmark
+        evaluated = [s.evaluation for s in self.stages if s.evaluation is not None]
+        if evaluated:   # the final artifact's, else the last one evaluated
+            report["evaluation"] = evaluated[-1]
         return report
 
 

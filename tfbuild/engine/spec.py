@@ -47,6 +47,9 @@ class StageSpec:
     preflight: Optional[Callable[[Any], None]] = None    # can this machine build it at all?
     # (artifact, bench settings, upstream artifacts by name) -> figures
     bench: Optional[Callable[[Artifact, Any, Dict[str, Artifact]], dict]] = None
+    # (artifact, evaluation, upstream artifacts by name) -> a record with `ok` and `message`:
+    # the artifact's accuracy on the user's data; not ok fails the stage, nothing published.
+    evaluate: Optional[Callable[[Artifact, Any, Dict[str, Artifact]], dict]] = None
 
     @property
     def module(self) -> str:

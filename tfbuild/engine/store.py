@@ -19,6 +19,7 @@ from .files import atomic_write, flock
 from .fingerprint import StatCache, sha256_file
 
 MANIFEST = "tfbuild.json"
+EVALUATION = "evaluation.json"  # nor is its accuracy on the user's data (Options.evaluation)
 MEASUREMENT = "bench.json"  # not an output: re-measuring changes no fingerprint
 PROVENANCE = "provenance.json"  # nor is the statement of how it was built
 SIGNATURE = "model.sig"         # nor its signature (tfbuild.signing)

@@ -140,3 +140,19 @@ def tolerance(given: Optional[float], default: float, expected: List["np.ndarray
     import numpy as np
     scale = max([1.0] + [float(np.max(np.abs(e))) for e in expected if np.size(e)])
     return default * scale
+
+
+def evaluator(predictor: str, file_name: str):
+    """`evaluate` of a deployment stage: its artifact and its frozen graph on the user's
+    data, judged against each other. `predictor` names the tfbuild.tf.evaluate function
+    that runs the artifact (imported when the stage evaluates: no TensorFlow before)."""
+    def evaluate(artifact: Artifact, evaluation, inputs: Dict[str, Artifact]) -> dict:
+        from ..tf import evaluate as tf_evaluate
+        freeze = inputs["freeze"]
+        graph_inputs, outputs = graph_io(freeze)
+        reference, _ = tf_evaluate.score_frozen(frozen(freeze), graph_inputs, outputs, evaluation)
+        predict = getattr(tf_evaluate, predictor)(artifact.path / file_name)
+        value, samples = tf_evaluate.score(predict, graph_inputs, outputs, evaluation,
+                                           artifact.metadata.get("batch_size"))
+        return evaluation.judged(value, reference, samples)
+    return evaluate

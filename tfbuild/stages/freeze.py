@@ -112,6 +112,16 @@ def bench(artifact, b, inputs) -> dict:
                              warmup=b.warmup, runs=b.runs, threads=b.threads), "speedup": 1.0}
 
 
+def evaluate(artifact, evaluation, inputs) -> dict:
+    """The frozen graph on the user's data: the value every deployed artifact is judged
+    against, itself held to evaluate.min/max only."""
+    from ..tf.evaluate import score_frozen
+    meta = artifact.metadata
+    value, samples = score_frozen(artifact.path / ARTIFACT, meta["inputs"], [o["name"] for o in meta["outputs"]],
+                                  evaluation)
+    return evaluation.judged(value, None, samples)
+
+
 SPEC = StageSpec("freeze", settings, run, present=section("freeze"), upstream=(("placeholder", "train"),),
                  artifact=ARTIFACT, files=_files,
-                 tools=("tensorflow",), check=check, preflight=preflight, bench=bench)
+                 tools=("tensorflow",), check=check, preflight=preflight, bench=bench, evaluate=evaluate)

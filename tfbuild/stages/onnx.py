@@ -100,4 +100,4 @@ def bench(artifact, b, inputs) -> dict:
 SPEC = StageSpec("onnx", settings, run, present=present, upstream=("freeze",), artifact=ARTIFACT,
                  tools=("tensorflow", "tf2onnx", "onnxruntime", "onnx"),
                  files=lambda s: deploy.calibration_input(s.onnx.calibration),
-                 check=check, preflight=preflight, bench=bench)
+                 check=check, preflight=preflight, bench=bench, evaluate=deploy.evaluator("onnx_predict", ARTIFACT))

@@ -61,4 +61,5 @@ def bench(artifact, b, inputs) -> dict:
 
 SPEC = StageSpec("tflite", settings, run, present=section("tflite"),
                  upstream=("freeze",), artifact=ARTIFACT, tools=("tensorflow",),
-                 files=lambda s: deploy.calibration_input(s.tflite.calibration), check=check, bench=bench)
+                 files=lambda s: deploy.calibration_input(s.tflite.calibration), check=check, bench=bench,
+                 evaluate=deploy.evaluator("tflite_predict", ARTIFACT))

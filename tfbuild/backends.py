@@ -1,4 +1,6 @@
-"""Which TensorRT backend builds the trt stage on this machine, found cheaply.
+"""The deployment backends: the one list of precisions and the rule every deployment
+stage applies to them, and which TensorRT backend builds the trt stage on this
+machine, found cheaply.
 
 - `tf-trt`: TF-TRT, a TensorRT-optimised GraphDef; only TensorFlow <=2.17 built
   with TensorRT has it, on an NVIDIA GPU.
@@ -23,7 +25,26 @@ import subprocess
 from pathlib import Path
 from typing import Optional
 
-from .errors import BackendUnavailable
+from .errors import BackendUnavailable, CalibrationError, ConfigError
+
+PRECISIONS = ("FP32", "FP16", "INT8")   # written in any case, kept upper case
+
+
+def check_precision(section: str, precision, path: Optional[str], random: bool, num_samples: int) -> str:
+    """The precision in upper case, and INT8 has its calibration data."""
+    if not isinstance(precision, str) or precision.upper() not in PRECISIONS:
+        raise ConfigError(f"{section}.precision={precision!r} is unknown: use one of {', '.join(PRECISIONS)}")
+    if path and random:
+        raise ConfigError(f"set only one of {section}.calibration.path and {section}.calibration.random")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise CalibrationError(f"{section}.calibration.num_samples must be an integer >= 1, got {num_samples!r}")
+    precision = precision.upper()
+    if precision == "INT8" and not (path or random):
+        raise CalibrationError(f"{section}.precision=INT8 needs calibration data: set "
+                               f"{section}.calibration.path to a .npy/.npz or an image folder "
+                               f"(or {section}.calibration.random=true for a demo)")
+    return precision
+
 
 LAST_TF_WITH_TRT = (2, 17)
 FIRST_STRONGLY_TYPED = 11    # TensorRT 11 dropped the FP16/INT8 builder flags
