@@ -160,7 +160,7 @@ def _numeric(text: str) -> bool:
 
 
 def human_size(n: Optional[int]) -> str:
-    from tfbuild.report import human_size as size  # one formatting for tables and benchmarks
+    from tfbuild.cli.report import human_size as size  # one formatting for tables and benchmarks
     return "-" if n is None else size(n)
 
 

@@ -151,7 +151,7 @@ PROBE = textwrap.dedent("""
                 stages[_name] = {"seconds": time.perf_counter() - t, "start_rss_kb": start,
                                  "peak_rss_kb": status("VmHWM") if ok else None}
         REGISTRY.replace(dataclasses.replace(spec, run=wrapped))
-    from tfbuild.cli import main
+    from tfbuild.cli.main import main
     t = time.perf_counter()
     code = main(args)
     main_s = time.perf_counter() - t

@@ -57,7 +57,7 @@ try:
 except Exception as e:
     out["tensorrt_error"] = (f"{type(e).__name__}: {e}".splitlines() or ["?"])[0]
 try:
-    from tfbuild import trt_backend as b
+    from tfbuild import backends as b
     out.update(cuda=b.tensorrt_cuda(), tf_trt_problem=b.tf_trt_problem(), tensorflow=b.tensorflow_version())
 except Exception as e:
     out["tfbuild_error"] = (f"{type(e).__name__}: {e}".splitlines() or ["?"])[0]

@@ -57,7 +57,7 @@ TARGET = textwrap.dedent("""
 # Runs the CLI in-process, then says which heavy modules the no-op imported.
 PROBE = textwrap.dedent("""
     import json, sys
-    from tfbuild.cli import main
+    from tfbuild.cli.main import main
     result = sys.argv[1]
     code = main(sys.argv[2:])  # main() rewrites sys.argv
     heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf_keras', 'numpy', 'h5py'})
@@ -98,7 +98,7 @@ def _slug(label: str) -> str:
 def importtime_top(cwd: Path, target: str, k: int = 10, depth: int = 2):
     """The slowest imports (nesting level <= depth) of one no-op, by python -X importtime."""
     r = run([sys.executable, "-X", "importtime", "-c",
-             f"from tfbuild.cli import main; import sys; sys.exit(main(['target={target}']))"], cwd).check()
+             f"from tfbuild.cli.main import main; import sys; sys.exit(main(['target={target}']))"], cwd).check()
     rows = []
     for line in r.stderr.splitlines():
         if not line.startswith("import time:") or "imported package" in line:

@@ -35,7 +35,7 @@ def worst(case, model, runner, outputs) -> float:
 
 
 def row(case, root: Path) -> str:
-    from tfbuild.cli import main
+    from tfbuild.cli.main import main
     from tfbuild.tf.graph_io import run_frozen
     from tfbuild.tf.runtimes import run_onnx, run_tflite
     model = case.build()

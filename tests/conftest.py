@@ -37,7 +37,7 @@ def project(tmp_path, monkeypatch):
 @pytest.fixture
 def tfbuild(project, capsys):
     """tfbuild(*args) -> Run, with the JSON report parsed."""
-    from tfbuild.cli import main
+    from tfbuild.cli.main import main
 
     def run(*args: str) -> Run:
         report = project / "report.json"
@@ -71,7 +71,7 @@ checkpoint:
 def trained(tmp_path_factory):
     """Two tiny training checkpoints with different weights (ckpt20, ckpt21), built once:
     stand-ins for a user's own training output."""
-    from tfbuild.cli import main
+    from tfbuild.cli.main import main
     root = tmp_path_factory.mktemp("trained")
     cwd = os.getcwd()
     os.chdir(root)

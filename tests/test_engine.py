@@ -126,7 +126,7 @@ def test_noop_does_not_import_tensorflow(project, tfbuild):
     assert tfbuild("target=tiny_frozen").code == 0
     script = textwrap.dedent("""
         import sys
-        from tfbuild.cli import main
+        from tfbuild.cli.main import main
         code = main(["target=tiny_frozen", "bench.enabled=false"])
         assert code == 0, code
         assert "tensorflow" not in sys.modules, "no-op imported tensorflow"

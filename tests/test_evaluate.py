@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfbuild.targets import data_dir
+from tfbuild.cli.targets import data_dir
 
 DATA = data_dir("targets") / "data"
 

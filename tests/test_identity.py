@@ -149,7 +149,7 @@ IMPORT_TRACE = textwrap.dedent("""
         return module
 
     builtins.__import__ = traced
-    from tfbuild.cli import main
+    from tfbuild.cli.main import main
     code = main(["target=tiny_tflite", "force=true", "bench.enabled=false"])
     print("EDGES=" + json.dumps(sorted(edges)))
     sys.exit(code)

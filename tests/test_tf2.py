@@ -234,7 +234,7 @@ def test_shipped_keras_demo_target(project, tfbuild):
 
 
 def test_inspect_every_format(models, project, capsys, monkeypatch):
-    from tfbuild.cli import main
+    from tfbuild.cli.main import main
     monkeypatch.setenv("COLUMNS", "200")
     root, _ = models
     for name in ("functional.keras", "functional_export"):

@@ -10,9 +10,10 @@ machine, found cheaply.
   neither, `tensorrt` is still planned (the supported route) and its pre-flight
   says what is missing, before any stage runs.
 
-A leaf module: the probes read package metadata, TensorFlow's build_info.py as
-text and `nvidia-smi`; nothing here imports TensorFlow or tensorrt. The onnx
-stage reads it too (a tensorrt engine needs an ONNX model), so it stays small.
+A leaf module (no TensorFlow, nothing of the engine): the probes read package
+metadata, TensorFlow's build_info.py as text and `nvidia-smi`; nothing here
+imports TensorFlow or tensorrt. The stages and the converters in tfbuild.tf share
+it (the onnx stage too: a tensorrt engine needs an ONNX model), so it stays small.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Hydra merges `conf/config.yaml`, the target file and the command line onto
 `Config`; OmegaConf then rejects unknown keys and ill-typed values before any
-build work starts. `cli.to_config` turns the merged DictConfig into these plain
+build work starts. `cli.main.to_config` turns the merged DictConfig into these plain
 dataclasses, so the rest of tfbuild never sees OmegaConf.
 
 Each stage's section is declared next to the stage that reads it (Hydra's
@@ -19,9 +19,9 @@ from typing import Any, Dict, List, Optional
 
 from .errors import ConfigError
 from .evaluation import EvaluateCfg, check as check_evaluate
-from .marks import PATH
+from .marks import PATH, RUN
 # Each stage declares its section; every section class is a name here too, as an
-# unknown key's hint finds the class by name (cli._unknown_key).
+# unknown key's hint finds the class by name (cli.config_errors.unknown_key).
 from .stages.common import at_least
 from .stages.deploy import CalibrationCfg  # noqa: F401
 from .stages.freeze import FreezeCfg
@@ -80,14 +80,14 @@ class SignCfg:
 
 @dataclass
 class Config:
-    build_dir: str = "build"
-    lock_file: str = "tfbuild.lock"
-    report_file: Optional[str] = None
-    dry_run: bool = False
-    force: Any = False
-    verify: bool = False
-    locked: bool = False       # exit 1 before building if the lock file is out of date (CI)
-    verbose: bool = False      # show TensorFlow's own C++ log lines
+    build_dir: str = field(default="build", metadata=RUN)
+    lock_file: str = field(default="tfbuild.lock", metadata=RUN)
+    report_file: Optional[str] = field(default=None, metadata=RUN)
+    dry_run: bool = field(default=False, metadata=RUN)
+    force: Any = field(default=False, metadata=RUN)
+    verify: bool = field(default=False, metadata=RUN)
+    locked: bool = field(default=False, metadata=RUN)   # exit 1 before building if the lock file is out of date (CI)
+    verbose: bool = field(default=False, metadata=RUN)  # show TensorFlow's own C++ log lines
     description: str = ""
     drop: List[str] = field(default_factory=list)   # stage sections left out (tflite=null, ~tflite)
     checkpoint: CheckpointCfg = field(default_factory=CheckpointCfg)
@@ -99,9 +99,9 @@ class Config:
     trt: Optional[TrtCfg] = None
     tflite: Optional[TfliteCfg] = None
     evaluate: Optional[EvaluateCfg] = None   # accuracy on the user's labelled data (evaluation.py)
-    bench: BenchCfg = field(default_factory=BenchCfg)
-    cache: CacheCfg = field(default_factory=CacheCfg)
-    sign: SignCfg = field(default_factory=SignCfg)
+    bench: BenchCfg = field(default_factory=BenchCfg, metadata=RUN)
+    cache: CacheCfg = field(default_factory=CacheCfg, metadata=RUN)
+    sign: SignCfg = field(default_factory=SignCfg, metadata=RUN)
 
 
 def validate(cfg: Config) -> Config:

@@ -5,6 +5,7 @@ it without importing the engine.
 """
 
 PATH = {"path": True}     # a file or directory: its *content* is the identity, never the path
+RUN = {"run": True}       # a Config key that says how to run, not what to build (not a sweep job's identity)
 
 
 def key(name: str) -> dict:

@@ -17,7 +17,7 @@ from tfbuild.engine import lockfile
 from tfbuild.engine.build import build_target
 from tfbuild.engine.store import BUILD_LOCK, MEASUREMENT, Store
 from tfbuild.errors import BackendUnavailable, ConfigError
-from tfbuild.report import Reporter
+from tfbuild.cli.report import Reporter
 
 ALL_BUILT = {"source": "built", "double": "built", "tail": "built"}
 ALL_FRESH = {"source": "fresh", "double": "fresh", "tail": "fresh"}

@@ -214,7 +214,7 @@ def test_module_file():
 def test_code_record_of_the_freeze_stage(cache):
     record = code_record("tfbuild.stages.freeze", cache)
     for rel in ("tfbuild/stages/freeze.py", "tfbuild/stages/common.py", "tfbuild/tf/graph_io.py",
-                "tfbuild/tf/session.py", "tfbuild/checkpoint.py", "tfbuild/engine/spec.py",
+                "tfbuild/tf/session.py", "tfbuild/inputs/checkpoint.py", "tfbuild/engine/spec.py",
                 "tfbuild/errors.py"):
         assert rel in record, rel
     for rel in ("tfbuild/stages/tflite.py", "tfbuild/engine/build.py",

@@ -9,7 +9,7 @@ import fakes
 from fakes import BoomCfg, Cfg
 from tfbuild.engine.build import build_target
 from tfbuild.engine.output import Output
-from tfbuild.report import Reporter
+from tfbuild.cli.report import Reporter
 
 
 def test_the_reporter_and_the_recorder_implement_output():

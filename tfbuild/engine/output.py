@@ -1,7 +1,7 @@
 """What the engine says while it works, and to whom: the `Output` protocol.
 
 The engine (and every stage's `run`, as its `log`) talks to this interface
-only; `tfbuild.report.Reporter` implements it on a rich console, the engine's
+only; `tfbuild.cli.report.Reporter` implements it on a rich console, the engine's
 tests with a recorder. The engine never formats for a terminal.
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import List
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 _STATE_LINE = re.compile(r'^model_checkpoint_path:\s*"(.*)"\s*$', re.M)
 

@@ -77,7 +77,7 @@ def one_batch(inputs: Sequence[Mapping], batch: int, seed: int = 0) -> Samples:
 def per_sample_diff(expected: List[np.ndarray], got: List[np.ndarray], batch: int) -> np.ndarray:
     """Max |expected - got| of each of a run's `batch` samples over all outputs; an output
     without a batch dimension counts for every sample. NaN counts as infinite."""
-    from .errors import ParityError
+    from ..errors import ParityError
     if len(expected) != len(got):
         raise ParityError(f"got {len(got)} outputs to compare with {len(expected)}: the models "
                           "must have the same outputs")

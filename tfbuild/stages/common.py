@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..checkpoint import checkpoint_prefix, detect, model_files
+from ..inputs.checkpoint import checkpoint_prefix, detect, model_files
 from ..engine.spec import Artifact
 from ..errors import ConfigError
 

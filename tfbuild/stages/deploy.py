@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 from ..engine.spec import Artifact
 from ..errors import TfbuildError
 from ..marks import PATH
-from ..precision import PRECISIONS, check_precision
+from ..backends import PRECISIONS, check_precision
 from .common import at_least
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def check_section(cfg, section: str) -> None:
     check_precision(section, s.precision, c.path, c.random, c.num_samples)
     if s.tolerance is not None:
         at_least(f"{section}.tolerance", s.tolerance, 0)
-    from ..calibration import check_source
+    from ..inputs.calibration import check_source
     p = cfg.placeholder
     check_source(c, section, p.inputs[0].shape if p is not None and p.inputs else None)
 
@@ -57,7 +57,7 @@ def calibration_input(calibration) -> Dict[str, List[Path]]:
     """`files` of a stage with a calibration section."""
     if not calibration.path:
         return {}
-    from ..calibration import calibration_files
+    from ..inputs.calibration import calibration_files
     return {"calibration": calibration_files(calibration.path)}
 
 
@@ -82,13 +82,13 @@ def samples(freeze: Artifact, section: str, calibration, quantizes: bool, batch:
     """Calibration data when the stage quantizes (or data is given), and at least
     PARITY_SAMPLES held-out samples: the data's own after those it calibrates with,
     else drawn from each input's range."""
-    from ..samples import PARITY_SAMPLES, count, draw, rounded_up, take
+    from ..inputs.samples import PARITY_SAMPLES, count, draw, rounded_up, take
     inputs, _ = graph_io(freeze)
     need = rounded_up(PARITY_SAMPLES, batch)
     drawn = Samples(None, draw(inputs, need, seed=1), "drawn from the input ranges")
     if not (calibration.path or calibration.random or quantizes):
         return drawn
-    from ..calibration import in_section, load_samples
+    from ..inputs.calibration import in_section, load_samples
     try:
         # Parity uses given data too; only a stage that quantizes with it needs the warnings.
         data = load_samples(dataclasses.asdict(calibration), inputs, need,
@@ -111,7 +111,7 @@ def parity(freeze: Artifact, feeds: Dict[str, "np.ndarray"], batch: int, run_con
     import numpy as np
 
     from ..errors import ParityError
-    from ..samples import batches, per_sample_diff
+    from ..inputs.samples import batches, per_sample_diff
     from ..tf.graph_io import frozen_runner
 
     graph_inputs, outputs = graph_io(freeze)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 from ..engine.spec import StageSpec, section
 from ..marks import PATH
 from ..errors import ConfigError
-from ..checkpoint import TF1, TF2, checkpoint_prefix, detect
+from ..inputs.checkpoint import TF1, TF2, checkpoint_prefix, detect
 from .common import at_least, checkpoint_input, checkpoint_of
 
 if TYPE_CHECKING:

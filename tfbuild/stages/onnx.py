@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .. import trt_backend
+from .. import backends as trt_backend
 from ..errors import ConfigError
-from ..samples import PARITY_SAMPLES
+from ..inputs.samples import PARITY_SAMPLES
 from ..engine.spec import StageSpec
 from . import deploy
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 
 from ..engine.spec import StageSpec, section
 from ..marks import PATH
-from ..checkpoint import TF1, detect
+from ..inputs.checkpoint import TF1, detect
 from ..errors import ConfigError
 from .common import checkpoint_input, checkpoint_of
 

@@ -1,5 +1,5 @@
 """trt: TensorRT for the frozen graph, by the backend `trt.backend` names
-(`auto` picks one for this machine; see tfbuild/trt_backend.py):
+(`auto` picks one for this machine; see tfbuild/backends.py):
 
 - tf-trt: TF-TRT converts the frozen graph to `trt.pb` (TensorFlow <=2.17 built
   with TensorRT 8.6, on a GPU);
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
-from .. import trt_backend
+from .. import backends as trt_backend
 from ..engine.spec import StageSpec, section
 from ..errors import ConfigError
 from ..marks import PATH
@@ -32,7 +32,7 @@ ONNX = "model.onnx"   # the onnx stage's artifact (not imported: its code is not
 # An engine runs the onnx stage's INT8 model, which that stage accepted at 1e-1 against the
 # frozen graph (onnx_convert.TOLERANCE, kept equal by a test): a faithful engine may be as far off.
 ENGINE_INT8_TOLERANCE = 1e-1
-BACKENDS = ("auto", "tf-trt", "tensorrt")   # see tfbuild/trt_backend.py
+BACKENDS = ("auto", "tf-trt", "tensorrt")   # see tfbuild/backends.py
 
 
 @dataclass

@@ -14,10 +14,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List
 
-from tfbuild.checkpoint import KERAS, SAVED_MODEL, TF1
+from tfbuild.inputs.checkpoint import KERAS, SAVED_MODEL, TF1
 from tfbuild.errors import (CheckpointError, ConfigError, InferenceModeError, NodeNotFound, ParityError,
                             StageFailed, first_line)
-from tfbuild.samples import PARITY_SAMPLES
+from tfbuild.inputs.samples import PARITY_SAMPLES
 
 # Stateful random ops draw new values in every session: left in an inference
 # graph (dropout, training noise) they make it disagree with itself.
@@ -27,7 +27,7 @@ RANDOM_OPS = {"RandomUniform", "RandomUniformInt", "RandomStandardNormal", "Trun
 
 
 def freeze(kind: str, prefix: str, f, model, path: Path, warn) -> dict:
-    """Freeze the `kind` (see tfbuild.checkpoint) at `prefix` with the freeze section `f`
+    """Freeze the `kind` (see tfbuild.inputs.checkpoint) at `prefix` with the freeze section `f`
     (and `model`, the builder of a TF2 checkpoint) into `path`; refuse a frozen graph
     that differs from its checkpoint; return the stage's metadata."""
     from tfbuild.tf.graph_io import frozen_session
@@ -397,7 +397,7 @@ def _inputs(graph_def, f) -> List[dict]:
     from: the user's, else an integer input's embedding vocabulary, else a default."""
     import tensorflow as tf
 
-    from tfbuild.samples import default_range
+    from tfbuild.inputs.samples import default_range
     from tfbuild.tf.graphdef import vocabulary
     specs = []
     for n in sorted((n for n in graph_def.node if n.op == "Placeholder"), key=lambda n: n.name):
@@ -412,7 +412,7 @@ def _inputs(graph_def, f) -> List[dict]:
 
 def _parity_feeds(inputs: List[dict]) -> Dict:
     """PARITY_SAMPLES samples per input (a fixed batch: that many); one value per scalar."""
-    from tfbuild.samples import draw
+    from tfbuild.inputs.samples import draw
     for spec in inputs:
         shape = spec["shape"]
         if shape is None or any(d is None for d in shape[1:]):

@@ -8,7 +8,7 @@ from typing import Dict, List
 
 import tensorflow as tf
 
-from ..checkpoint import KERAS, SAVED_MODEL, TF1, TF2, checkpoint_prefix, detect
+from ..inputs.checkpoint import KERAS, SAVED_MODEL, TF1, TF2, checkpoint_prefix, detect
 
 # Ops that are never an inference output: saving, summaries, training, initialisation.
 _SAVER = re.compile(r"^save(_\d+)?/")   # tf.train.Saver's own nodes

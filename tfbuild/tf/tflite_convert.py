@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfbuild.precision import PRECISIONS
+from tfbuild.backends import PRECISIONS
 from tfbuild.errors import CalibrationError, ConfigError, NodeNotFound, StageFailed
 from tfbuild.tf.graph_io import node_of, read_graph_def
 from tfbuild.tf.quiet import captured

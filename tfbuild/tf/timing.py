@@ -45,7 +45,7 @@ def batch_of(feeds) -> int:
 def model_feeds(inputs: Sequence[Mapping], batch_size: int | None = None) -> dict[str, np.ndarray]:
     """Seeded feeds by name for the frozen graph's recorded inputs (name, shape, dtype,
     range): at `batch_size`, else at the first batched input's own size (unknown: 1)."""
-    from tfbuild.samples import one_batch
+    from tfbuild.inputs.samples import one_batch
     batched = [i["shape"][0] for i in inputs if i["shape"]]
     return one_batch(inputs, batch_size or (batched[0] if batched else None) or 1)
 

@@ -18,10 +18,10 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from tfbuild.precision import check_precision
 from tfbuild.errors import (BackendUnavailable, CalibrationError, ConfigError,
                             NodeNotFound, StageFailed, first_line)
-from tfbuild.trt_backend import CPU, INSTALL, TF_TRT_NEEDS, dist_version, gpu, tensorflow_version, tf_trt_problem
+from tfbuild.backends import (CPU, INSTALL, TF_TRT_NEEDS, check_precision, dist_version, gpu,
+                              tensorflow_version, tf_trt_problem)
 
 # Parity bound: max |p_trt - p_frozen| over softmax probabilities (in [0, 1]).
 # FP32: TensorRT picks other kernels and, on Ampere+, TF32 math (10-bit

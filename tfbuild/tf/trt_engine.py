@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from tfbuild.errors import BackendUnavailable, StageFailed, first_line
-from tfbuild.trt_backend import INSTALL, driver_advice, strongly_typed, tensorrt_cuda
+from tfbuild.backends import INSTALL, driver_advice, strongly_typed, tensorrt_cuda
 
 
 def preflight() -> None:
@@ -252,7 +252,7 @@ def latency(engine_path: Path, feeds: Mapping[str, "object"], *, warmup: int, ru
     import tensorrt as trt
 
     from tfbuild.tf.timing import time_call
-    from tfbuild.trt_backend import gpu
+    from tfbuild.backends import gpu
     with _runner(engine_path) as runner:
         feed = dict(feeds)
         batch = int(next(iter(feed.values())).shape[0])

@@ -18,7 +18,7 @@ from tfbuild.tf.runtimes import load_interpreter, run_tflite, tflite_runtime, xn
 from tfbuild.tf.timing import latency_frozen, latency_tflite, versus_frozen
 from tfbuild.tf.tflite_convert import TOLERANCE, convert
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHAPE = [None, 16, 16, 3]
 INPUTS = [{"name": "input", "shape": SHAPE, "dtype": "float32"}]
 # Not alphabetical on purpose: output order must follow this list.
@@ -278,7 +278,7 @@ def test_works_with_eager_execution_disabled(tmp_path):
         import numpy as np, tensorflow as tf
         tf.compat.v1.disable_eager_execution()
         from test_tflite import build_frozen_graph, INPUTS, OUTPUTS
-        from tfbuild.calibration import load_calibration
+        from tfbuild.inputs.calibration import load_calibration
         from tfbuild.tf.graph_io import run_frozen, max_abs_diff, seeded_batch
         from tfbuild.tf.runtimes import run_tflite
         from tfbuild.tf.tflite_convert import TOLERANCE, convert

@@ -4,10 +4,10 @@ How: for each TensorRT major this installs, with pip, NVIDIA's real binding whee
 (`tensorrt_cu12_bindings` 10.x, `tensorrt_cu13_bindings` 11.x), NVIDIA's `tensorrt`
 frontend (`tensorrt-cu12` / `tensorrt-cu13`, whose `tensorrt/__init__.py` is
 `from tensorrt_bindings import *`) and Polygraphy, into a cache directory; compiles
-tests/tensorrt_stubs/stub.c with `cc` into stand-ins for libnvinfer, libnvinfer_plugin
+tests/tf/tensorrt_stubs/stub.c with `cc` into stand-ins for libnvinfer, libnvinfer_plugin
 and libnvonnxparser (the nine C entry points the bindings import; every factory
 returns NULL, as createInferBuilder does when CUDA cannot start); and runs
-tests/tensorrt_stubs/check_api.py in a subprocess per major (10 and 11 cannot share a
+tests/tf/tensorrt_stubs/check_api.py in a subprocess per major (10 and 11 cannot share a
 process) with the real `tensorrt` imported. The TensorRT and Polygraphy uses it checks
 are collected from tfbuild's source with `ast` (every `trt.X.Y` chain, every import
 from polygraphy, every call on those names, methods on instances of Polygraphy
@@ -20,7 +20,7 @@ What it proves, on the pinned TensorRT 10 and 11 bindings and Polygraphy:
   properties, enum members), in NVIDIA's own compiled bindings, not a fake;
 - every such call accepts the number of positional arguments and the keyword names
   tfbuild passes (from pybind11's signature docstrings; inspect.signature for Polygraphy);
-- the cheap probes (trt_backend) recognise the real distributions and versions;
+- the cheap probes (backends) recognise the real distributions and versions;
 - pre-flight, where TensorRT cannot start CUDA, raises one tfbuild error in one line
   (and, once defect 4 of issue 17 is fixed, says that CUDA cannot start, passing on
   the reason TensorRT logs).
@@ -31,7 +31,7 @@ TensorRT accepts at run time (no TensorRT object can be made without CUDA, so me
 are checked by name and arity, never called); or what the real libnvinfer logs when
 CUDA fails (the stand-in logs the texts NVIDIA's users have reported, at WARNING and
 at INTERNAL_ERROR, or nothing). Nothing behind the C ABI runs here: only a GPU can
-tell the rest (tests/test_trt_backend.py -k real_engine).
+tell the rest (tests/test_backends.py -k real_engine).
 
 Skipped, with the reason, where pip cannot install the wheels (no registry, no wheel
 for this Python) or there is no C compiler; TFBUILD_TRT_API_REQUIRED=1 makes those
@@ -52,7 +52,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "tfbuild"
 STUBS = Path(__file__).resolve().parent / "tensorrt_stubs"
 
@@ -412,7 +412,7 @@ def test_versions_and_probes_recognise_the_real_wheels(report):
     major, pins = report["major"], TENSORRT[report["major"]]
     v = report["preflight"]["probes:version"]
     assert v["trt.__version__"] == pins["version"]
-    assert v["tensorrt_version"] == pins["version"], "trt_backend.tensorrt_version() misreads the dists"
+    assert v["tensorrt_version"] == pins["version"], "backends.tensorrt_version() misreads the dists"
     assert v["strongly_typed"] == (major >= 11)
     assert v["has_polygraphy"]
 

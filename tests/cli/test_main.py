@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfbuild.cli import main
+from tfbuild.cli.main import main
 
 
 def run_main(capsys, *args: str):
@@ -59,6 +59,32 @@ def test_help_starts_with_tfbuild_usage(project, capsys):
     out = capsys.readouterr().out
     assert out.startswith("tfbuild: Make for TensorFlow deployment artifacts.")
     assert "tfbuild list" in out and "Examples:" in out and "== Config ==" in out
+
+
+def test_help_lists_every_command_of_the_table_with_its_summary(project, capsys):
+    from tfbuild.cli.commands import COMMANDS
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name, command in COMMANDS.items():
+        line = next(l for l in out.splitlines() if l.strip().startswith(f"tfbuild {name}"))
+        assert line.rstrip().endswith(command.summary), line
+
+
+def test_main_dispatches_a_command_through_the_table(project, capsys, monkeypatch):
+    from tfbuild.cli.commands import COMMANDS, Command
+    seen = []
+    monkeypatch.setitem(COMMANDS, "hello", Command("", "say hello", lambda args, r: seen.append(args) or 3))
+    assert main(["hello", "a=1"]) == 3 and seen == [["a=1"]]
+
+
+def test_run_keys_are_the_schemas_run_fields():
+    import dataclasses
+
+    from tfbuild.cli.options import RUN_KEYS
+    from tfbuild.config import Config
+    assert RUN_KEYS == ("build_dir", "lock_file", "report_file", "dry_run", "force", "verify", "locked",
+                        "verbose", "bench", "cache", "sign")
+    assert set(RUN_KEYS) < {f.name for f in dataclasses.fields(Config)}
 
 
 # ----------------------------------------------------------------------------- gc

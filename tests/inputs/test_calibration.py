@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfbuild.calibration import calibration_files, load_calibration
+from tfbuild.inputs.calibration import calibration_files, load_calibration
 from tfbuild.errors import CalibrationError, ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHAPE = [None, 32, 32, 3]
 
 
@@ -69,7 +69,7 @@ def test_calibration_files_sorted_images_only(tmp_path):
 
 def test_calibration_files_does_not_import_tensorflow(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 2)))
-    code = ("import sys; from tfbuild.calibration import calibration_files; "
+    code = ("import sys; from tfbuild.inputs.calibration import calibration_files; "
             f"assert calibration_files({str(tmp_path / 'x.npy')!r}); "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

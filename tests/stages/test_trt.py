@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from tfbuild.tf import trt_convert as trt
-from tfbuild.trt_backend import version_tuple
+from tfbuild.backends import version_tuple
 from tfbuild.errors import (BackendUnavailable, CalibrationError, ConfigError,
                             StageFailed)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 GOOD = dict(precision="FP16", max_batch_size=8, max_workspace_size_bytes=1 << 30,
             minimum_segment_size=3, is_dynamic_op=True, maximum_cached_engines=1,

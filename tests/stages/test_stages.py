@@ -14,7 +14,7 @@ import pytest
 from tfbuild.engine.spec import Artifact
 from tfbuild.engine.store import Store
 from tfbuild.errors import ConfigError
-from tfbuild.report import Reporter
+from tfbuild.cli.report import Reporter
 from tfbuild.stages import REGISTRY, freeze, onnx, tflite, train, trt
 from tfbuild.stages.deploy import CalibrationCfg
 from tfbuild.stages.freeze import FreezeCfg

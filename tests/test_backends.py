@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tfbuild import trt_backend
+from tfbuild import backends
 from tfbuild.engine.fingerprint import settings_record
 from tfbuild.errors import BackendUnavailable, StageFailed
 from tfbuild.tf import trt_engine
@@ -31,30 +31,30 @@ P4 = {"name": "Tesla P4", "compute_capability": "6.1"}
 P100 = {"name": "Tesla P100-PCIE-16GB", "compute_capability": "6.0"}
 V100 = {"name": "Tesla V100-SXM2-16GB", "compute_capability": "7.0"}
 T4 = {"name": "Tesla T4", "compute_capability": "7.5"}
-REAL_GPU, REAL_PREFLIGHT = trt_backend.gpu, trt_engine.preflight
+REAL_GPU, REAL_PREFLIGHT = backends.gpu, trt_engine.preflight
 
 
 @pytest.fixture
 def machine(monkeypatch):
     """machine(...): fake what the probes find; the choice logic above them is real."""
     def fake(tf="2.21.0", tf_trt_build=False, tensorrt=None, polygraphy=True, gpu=None):
-        monkeypatch.setattr(trt_backend, "tensorflow_version", lambda: tf)
-        monkeypatch.setattr(trt_backend, "tf_built_with_tensorrt", lambda: tf_trt_build)
-        monkeypatch.setattr(trt_backend, "tensorrt_version", lambda: tensorrt)
-        monkeypatch.setattr(trt_backend, "has_polygraphy", lambda: polygraphy)
-        monkeypatch.setattr(trt_backend, "gpu", lambda: gpu)
+        monkeypatch.setattr(backends, "tensorflow_version", lambda: tf)
+        monkeypatch.setattr(backends, "tf_built_with_tensorrt", lambda: tf_trt_build)
+        monkeypatch.setattr(backends, "tensorrt_version", lambda: tensorrt)
+        monkeypatch.setattr(backends, "has_polygraphy", lambda: polygraphy)
+        monkeypatch.setattr(backends, "gpu", lambda: gpu)
         monkeypatch.setattr(trt_engine, "preflight", lambda: None)  # would import tensorrt
     return fake
 
 
 def target_cfg(name: str, *overrides: str):
     """The validated Config of a shipped target, as the command line would make it."""
-    importlib.import_module("tfbuild.cli")   # registers the targets' config source
+    importlib.import_module("tfbuild.cli.main")   # registers the targets' config source
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from tfbuild.config import validate
-    from tfbuild.targets import data_dir
+    from tfbuild.cli.targets import data_dir
     with initialize_config_dir(config_dir=str(data_dir("conf")), version_base="1.3"):
         return validate(OmegaConf.to_object(compose("config", overrides=[f"target={name}", *overrides])))
 
@@ -83,8 +83,8 @@ def one_line_error(run) -> str:
 ])
 def test_auto_picks_tf_trt_where_tensorflow_has_it_else_tensorrt(machine, found, chosen):
     machine(**found)
-    assert trt_backend.resolve("auto") == chosen
-    assert trt_backend.resolve("tf-trt") == "tf-trt" and trt_backend.resolve("tensorrt") == "tensorrt"
+    assert backends.resolve("auto") == chosen
+    assert backends.resolve("tf-trt") == "tf-trt" and backends.resolve("tensorrt") == "tensorrt"
 
 
 @pytest.mark.parametrize("found, problem", [
@@ -96,7 +96,7 @@ def test_auto_picks_tf_trt_where_tensorflow_has_it_else_tensorrt(machine, found,
 ])
 def test_tf_trt_problem(machine, found, problem):
     machine(**found)
-    got = trt_backend.tf_trt_problem()
+    got = backends.tf_trt_problem()
     assert got == problem if problem is None else problem in got
 
 
@@ -109,14 +109,14 @@ def test_tf_trt_problem(machine, found, problem):
 ])
 def test_tensorrt_problem(machine, found, problem):
     machine(**found)
-    got = trt_backend.tensorrt_problem()
+    got = backends.tensorrt_problem()
     assert got == problem if problem is None else problem in got
 
 
 def test_tensorflow_build_record_is_read_without_importing_it():
     import tensorflow as tf
-    trt_backend.tf_built_with_tensorrt.cache_clear()
-    assert trt_backend.tf_built_with_tensorrt() == bool(tf.sysconfig.get_build_info().get("is_tensorrt_build"))
+    backends.tf_built_with_tensorrt.cache_clear()
+    assert backends.tf_built_with_tensorrt() == bool(tf.sysconfig.get_build_info().get("is_tensorrt_build"))
 
 
 _SMI = r"""#!{python}
@@ -153,9 +153,9 @@ def nvidia_smi(tmp_path, monkeypatch):
         script.write_text(_SMI.format(python=sys.executable, gpus=gpus, old_driver=old_driver))
         script.chmod(0o755)
         monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
-        trt_backend._smi.cache_clear()
+        backends._smi.cache_clear()
     yield fake
-    trt_backend._smi.cache_clear()
+    backends._smi.cache_clear()
 
 
 SMI_P4 = {"uuid": "GPU-aaaa1111-0000", "name": "Tesla P4", "compute_cap": "6.1"}
@@ -164,16 +164,16 @@ SMI_L4 = {"uuid": "GPU-bbbb2222-0000", "name": "NVIDIA L4", "compute_cap": "8.9"
 
 def test_gpu_probe_reads_nvidia_smi_and_falls_back_for_old_drivers(nvidia_smi):
     nvidia_smi([{"uuid": "GPU-1", "name": "NVIDIA H100 80GB HBM3", "compute_cap": "9.0"}])
-    assert trt_backend.gpu() == {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
-    assert trt_backend.driver_version() == "550.54.15"
+    assert backends.gpu() == {"name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
+    assert backends.driver_version() == "550.54.15"
     nvidia_smi([{"uuid": "GPU-1", "name": "NVIDIA H100 80GB HBM3"}], old_driver=True)  # no compute_cap field
-    assert trt_backend.gpu() == {"name": "NVIDIA H100 80GB HBM3", "compute_capability": None}
+    assert backends.gpu() == {"name": "NVIDIA H100 80GB HBM3", "compute_capability": None}
     nvidia_smi([{"uuid": "GPU-1", "name": "GRID T4-16C", "compute_cap": "[N/A]"}])   # some vGPUs
-    assert trt_backend.gpu() == {"name": "GRID T4-16C", "compute_capability": None}
-    trt_backend.require_gpu("11.1.0")                   # unknown: TensorRT says
-    trt_backend.require_precision("INT8")
+    assert backends.gpu() == {"name": "GRID T4-16C", "compute_capability": None}
+    backends.require_gpu("11.1.0")                   # unknown: TensorRT says
+    backends.require_precision("INT8")
     nvidia_smi([])
-    assert trt_backend.gpu() is None and trt_backend.no_gpu() == trt_backend.NO_GPU
+    assert backends.gpu() is None and backends.no_gpu() == backends.NO_GPU
 
 
 @pytest.mark.parametrize("order, visible, expect", [
@@ -195,28 +195,28 @@ def test_gpu_probe_names_the_gpu_cuda_uses(nvidia_smi, monkeypatch, order, visib
     for name, value in (("CUDA_DEVICE_ORDER", order), ("CUDA_VISIBLE_DEVICES", visible)):
         if value is not None:
             monkeypatch.setenv(name, value)
-    assert (trt_backend.gpu() or {}).get("name") == expect
+    assert (backends.gpu() or {}).get("name") == expect
     assert os.environ["CUDA_DEVICE_ORDER"] == (order or "PCI_BUS_ID")   # TensorRT will count as nvidia-smi does
     if expect is None:
-        assert trt_backend.no_gpu() == (f"no NVIDIA GPU is visible (CUDA_VISIBLE_DEVICES={visible!r} names "
+        assert backends.no_gpu() == (f"no NVIDIA GPU is visible (CUDA_VISIBLE_DEVICES={visible!r} names "
                                         "none of those nvidia-smi lists)")
 
 
 def test_the_gpu_check_and_identity_follow_cuda_visible_devices(project, tfbuild, machine, nvidia_smi, monkeypatch):
     machine(tensorrt="10.9.0")
-    monkeypatch.setattr(trt_backend, "gpu", REAL_GPU)   # the probe itself, on the fake nvidia-smi
+    monkeypatch.setattr(backends, "gpu", REAL_GPU)   # the probe itself, on the fake nvidia-smi
     nvidia_smi([SMI_P4, SMI_L4])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    assert trt_backend.environment()["gpu"] == "NVIDIA L4"
-    trt_backend.require_gpu("10.9.0")   # the L4 builds it; the P4 it cannot see is no reason to refuse
+    assert backends.environment()["gpu"] == "NVIDIA L4"
+    backends.require_gpu("10.9.0")   # the L4 builds it; the P4 it cannot see is no reason to refuse
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     line = one_line_error(tfbuild("target=tiny_trt", "trt.backend=tensorrt", "trt.precision=FP16"))
     assert "the Tesla P4 (compute capability 6.1) cannot run TensorRT 10.9.0" in line
 
 
 def test_probes_and_planning_never_import_tensorflow_or_tensorrt(project):
-    code = ("import sys; from tfbuild import trt_backend as b; b.resolve('auto'); b.environment(); "
-            "b.tensorrt_problem(); from tfbuild.cli import main; "
+    code = ("import sys; from tfbuild import backends as b; b.resolve('auto'); b.environment(); "
+            "b.tensorrt_problem(); from tfbuild.cli.main import main; "
             "assert main(['target=densenet_trt_fp16', 'dry_run=true', 'bench.enabled=false']) == 0; "
             "heavy = {'tensorflow', 'tensorrt', 'polygraphy', 'onnx'} & set(sys.modules); "
             "assert not heavy, heavy")
@@ -299,7 +299,7 @@ def test_a_gpu_tensorrt_10_or_11_cannot_run_is_refused(project, tfbuild, machine
 @pytest.mark.parametrize("gpu, tensorrt", [(V100, "10.4.0"), (T4, "10.5.0"), (T4, "11.4.0.106"), (L4, "11.1.0")])
 def test_gpus_tensorrt_10_or_11_runs_on_pass_at_every_precision(machine, gpu, tensorrt):
     machine(gpu=gpu, tensorrt=tensorrt)
-    trt_backend.require_gpu(tensorrt)   # Volta and newer have FP16 and INT8 kernels
+    backends.require_gpu(tensorrt)   # Volta and newer have FP16 and INT8 kernels
 
 
 @pytest.mark.parametrize("gpu, precision, expect", [
@@ -310,16 +310,16 @@ def test_gpus_tensorrt_10_or_11_runs_on_pass_at_every_precision(machine, gpu, te
 def test_tf_trt_refuses_a_reduced_precision_tensorrt_8_6_has_no_kernels_for(machine, gpu, precision, expect):
     machine(gpu=gpu)
     with pytest.raises(BackendUnavailable) as info:
-        trt_backend.require_precision(precision)
+        backends.require_precision(precision)
     assert f"trt.precision={precision}: {expect}" in str(info.value)
 
 
 def test_precision_check_passes_where_the_gpu_has_kernels_or_cannot_say(machine):
     for found in (L4, {"name": "old driver", "compute_capability": None}, None):
         machine(gpu=found)
-        trt_backend.require_gpu("11.1.0")
+        backends.require_gpu("11.1.0")
         for precision in ("FP32", "FP16", "INT8"):
-            trt_backend.require_precision(precision)
+            backends.require_precision(precision)
 
 
 def test_tensorrt_needs_a_max_batch_size(project, tfbuild, machine):
@@ -396,9 +396,9 @@ def test_engine_identity_is_the_backend_used_and_this_gpu(project, machine, monk
     assert record["trt.backend"] == "tensorrt" and "timing_cache" not in record
     assert not {"trt.minimum_segment_size", "trt.is_dynamic_op", "trt.maximum_cached_engines"} & set(record)
     env = named.spec.environment(named.settings)
-    assert env == {"tensorrt": "10.9.0", "polygraphy": trt_backend.dist_version("polygraphy"),
+    assert env == {"tensorrt": "10.9.0", "polygraphy": backends.dist_version("polygraphy"),
                    "gpu": "NVIDIA L4", "compute_capability": "8.9"}
-    monkeypatch.setattr(trt_backend, "gpu", lambda: {"name": "NVIDIA H100", "compute_capability": "9.0"})
+    monkeypatch.setattr(backends, "gpu", lambda: {"name": "NVIDIA H100", "compute_capability": "9.0"})
     assert named.spec.environment(named.settings) != env   # never reused on another GPU
 
 
@@ -499,7 +499,7 @@ def test_int8_onnx_models_are_symmetric_for_tensorrt_and_asymmetric_for_onnxrunt
         seen["asymmetric"] = trt_engine.asymmetric_qdq(onnx.load(str(onnx_path)))
         raise StageFailed("stop: the model is what this test checks")
     monkeypatch.setattr(trt_engine, "build", build)
-    common = [f"build_dir={shared_build}", f"lock_file={shared_build}/trt_backend.lock"]
+    common = [f"build_dir={shared_build}", f"lock_file={shared_build}/backends.lock"]
     run = tfbuild("target=tiny_trt", "trt.precision=INT8", *common)
     assert run.status()["onnx"] in ("built", "fresh") and run.status()["trt"] == "failed"
     assert seen["asymmetric"] == []
@@ -700,8 +700,8 @@ CUDA_35 = (("INFO", "not even a warning"), ("ERROR", "an error after it"),
 def test_engine_preflight_says_why_tensorrt_cannot_start_cuda_and_which_driver_it_needs(
         monkeypatch, cuda, driver, logged, expect):
     monkeypatch.setitem(sys.modules, "tensorrt", _TensorRT(logged))
-    monkeypatch.setattr(trt_backend, "tensorrt_cuda", lambda: cuda)
-    monkeypatch.setattr(trt_backend, "driver_version", lambda: driver)
+    monkeypatch.setattr(backends, "tensorrt_cuda", lambda: cuda)
+    monkeypatch.setattr(backends, "driver_version", lambda: driver)
     with pytest.raises(BackendUnavailable) as info:
         trt_engine.preflight()
     assert expect in str(info.value) and "\n" not in str(info.value) and "nullptr" not in str(info.value)
@@ -751,7 +751,7 @@ def test_engine_stage_runs_end_to_end_with_onnxruntime_standing_in_for_tensorrt(
                                                                                  monkeypatch, shared_build):
     """Everything of the tensorrt route but TensorRT itself: the added onnx stage is built for
     real, the "engine" is that ONNX model, run and timed by onnxruntime."""
-    from tfbuild.cli import main
+    from tfbuild.cli.main import main
     from tfbuild.tf.runtimes import run_onnx
     from tfbuild.tf.timing import latency_onnx
     machine(gpu=L4, tensorrt="10.9.0")
@@ -769,7 +769,7 @@ def test_engine_stage_runs_end_to_end_with_onnxruntime_standing_in_for_tensorrt(
     monkeypatch.setattr(trt_engine, "latency", lambda path, feeds, warmup, runs: latency_onnx(
         path, feeds, warmup=warmup, runs=runs))
     common = ["target=tiny_trt", "trt.precision=FP32", f"build_dir={shared_build}",
-              f"lock_file={shared_build}/trt_backend.lock"]
+              f"lock_file={shared_build}/backends.lock"]
     run = tfbuild(*common)   # auto: the engine route on this (faked) machine
     assert run.code == 0, run.err
     assert [s["name"] for s in run.report["stages"]] == ["train", "placeholder", "freeze", "onnx", "trt"]
@@ -807,7 +807,7 @@ def test_an_int8_engine_is_held_to_its_onnx_models_bound(project, tfbuild, machi
     monkeypatch.setattr(trt_engine, "build", build)
     monkeypatch.setattr(trt_engine, "run", lambda path, feeds, outputs: run_onnx(path, feeds))
     run = tfbuild("target=tiny_trt", "trt.precision=INT8", f"build_dir={shared_build}",
-                  f"lock_file={shared_build}/trt_backend.lock")
+                  f"lock_file={shared_build}/backends.lock")
     assert run.code == 0, run.err
     meta = run.report["metadata"]
     assert meta["parity_tolerance"] == onnx_convert.TOLERANCE["INT8"] >= meta["parity_max_abs_diff"]
@@ -818,10 +818,10 @@ def test_an_int8_engine_is_held_to_its_onnx_models_bound(project, tfbuild, machi
 def real_engine_problem():
     """Why no real engine can be built here: the cheap probes, then (where they pass) the real
     pre-flight, so a GPU machine whose wheel and driver do not match skips with the reason."""
-    problem = trt_backend.tensorrt_problem()
+    problem = backends.tensorrt_problem()
     if problem is None:
         try:
-            trt_backend.require_gpu(trt_backend.tensorrt_version())
+            backends.require_gpu(backends.tensorrt_version())
             trt_engine.preflight()
         except BackendUnavailable as e:
             problem = str(e)
@@ -849,13 +849,13 @@ def test_real_engine_tests_skip_on_a_failed_pre_flight(machine, monkeypatch):
 def test_real_engine(project, tfbuild, shared_build, precision):
     import numpy as np
     common = ["target=tiny_trt", "trt.backend=tensorrt", f"build_dir={shared_build}",
-              f"lock_file={shared_build}/trt_backend.lock"]
+              f"lock_file={shared_build}/backends.lock"]
     run = tfbuild(*common, f"trt.precision={precision}")
     assert run.code == 0, run.err
     meta = run.report["metadata"]
     assert (meta["backend"], meta["precision"], meta["batch_size"]) == ("tensorrt", precision, 8)
-    assert meta["tensorrt"] == trt_backend.tensorrt_version() and meta["compute_capability"]
-    assert meta["strongly_typed"] == trt_backend.strongly_typed(meta["tensorrt"]) and meta["tf32"] is True
+    assert meta["tensorrt"] == backends.tensorrt_version() and meta["compute_capability"]
+    assert meta["strongly_typed"] == backends.strongly_typed(meta["tensorrt"]) and meta["tf32"] is True
     assert meta["parity_max_abs_diff"] <= meta["parity_tolerance"]
     assert meta["profile"]["input"] == {"min": [1, 32, 32, 3], "opt": [8, 32, 32, 3], "max": [8, 32, 32, 3]}
     assert meta["layers"].get(precision, 0) > 0, meta["layers"]
@@ -873,8 +873,8 @@ def test_real_engine(project, tfbuild, shared_build, precision):
 def test_real_engine_benchmark_runs_through_tensorrt(project):
     import json
 
-    from tfbuild.cli import main
+    from tfbuild.cli.main import main
     assert main(["target=tiny_trt", "trt.backend=tensorrt", "report_file=r.json", "bench.runs=5"]) == 0
     bench = json.loads(Path("r.json").read_text())["benchmark"]
-    assert bench["backend"] == f"tensorrt {trt_backend.tensorrt_version()}" and bench["median_ms"] > 0
+    assert bench["backend"] == f"tensorrt {backends.tensorrt_version()}" and bench["median_ms"] > 0
     assert bench["batch_size"] == 8 and bench["gpu"]

@@ -1,4 +1,5 @@
-"""The `tfbuild` command: a thin @hydra.main around `engine.build.build_target`.
+"""The `tfbuild` command: a thin @hydra.main around `engine.build.build_target`, and the
+dispatch of the words that are not builds (`cli.commands.COMMANDS`).
 
 Exit codes: 0 ok, 1 a stage failed, 2 the request is wrong. Hydra reports its
 own config errors (unknown key, bad type) with exit 1 and several lines; those
@@ -24,16 +25,16 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import commands, sweep
-from .config import Config, validate
-from .engine.build import build_target
-from .engine.plan import Options
-from .engine.verify import verify
-from .engine.cache import Remote
-from .errors import ConfigError, TfbuildError
-from .evaluation import evaluation
-from .stages import REGISTRY
-from .engine.store import write_json
+from ..config import Config, validate
+from ..engine.build import build_target
+from ..engine.store import write_json
+from ..engine.verify import verify
+from ..errors import ConfigError, TfbuildError
+from ..stages import REGISTRY
+from . import sweep
+from .commands import COMMANDS, usage
+from .config_errors import hydra_message, one_line, unknown_key
+from .options import RUN_KEYS, options
 from .report import Reporter
 from .targets import TargetsSource, check_name, data_dir
 
@@ -42,10 +43,6 @@ ConfigStore.instance().store(name="tfbuild_schema", node=Config)
 OmegaConf.register_new_resolver("tfbuild.data", lambda name: str(data_dir("targets") / "data" / name),
                                 replace=True)
 Plugins.instance().register(TargetsSource)
-
-# Keys that say how to run, not what to build: not part of a sweep job's identity.
-RUN_KEYS = ("build_dir", "lock_file", "report_file", "dry_run", "force", "verify", "locked", "verbose",
-            "bench", "cache", "sign")
 
 _state = {"task_started": False}
 
@@ -66,7 +63,7 @@ def _known_keys(node: DictConfig, schema: type, prefix: str = "") -> None:
     for key in node.keys():
         full = f"{prefix}{key}"
         if key not in fields:
-            raise ConfigError(_unknown_key(full, schema.__name__))
+            raise ConfigError(unknown_key(full, schema.__name__))
         child = node._get_node(key)
         if child._is_none() or child._is_missing() or child._is_interpolation():
             continue
@@ -75,21 +72,6 @@ def _known_keys(node: DictConfig, schema: type, prefix: str = "") -> None:
             if kind is not None and dataclasses.is_dataclass(kind):
                 where = f"{full}[{i}]." if OmegaConf.is_list(child) else f"{full}."
                 _known_keys(item, kind, where)
-
-
-def options(cfg: Config, reporter: Optional[Reporter] = None) -> Options:
-    """How to run `cfg`; the shared cache only for a build (one that reports its warnings)."""
-    c = cfg.cache
-    remote = Remote(c.url, c.options, push=c.push, pull=c.pull, warn=reporter.warn,
-                    info=reporter.info) if c.url and reporter else None
-    signer = None
-    if cfg.sign.key or cfg.sign.public_key:
-        from .signing import Signer
-        signer = Signer(cfg.sign.key, cfg.sign.public_key)
-    return Options(build_dir=Path(cfg.build_dir), lock_file=Path(cfg.lock_file), force=cfg.force,
-                   dry_run=cfg.dry_run, locked=cfg.locked, bench=cfg.bench if cfg.bench.enabled else None,
-                   bench_again=cfg.bench.again, remote=remote, signer=signer,
-                   evaluation=evaluation(cfg.evaluate))
 
 
 def run_job(dcfg: DictConfig, reporter: Reporter) -> int:
@@ -163,17 +145,11 @@ def _main() -> int:
     if os.getcwd() not in sys.path:  # model._target_ builders live in the project, as with python -m
         sys.path.insert(0, os.getcwd())
     try:
-        if args[:1] == ["--version"]:
-            reporter.console.print(commands.version(), soft_wrap=True)
-            return 0
-        if args[:1] == ["list"]:
-            return commands.list_targets(reporter)
-        if args[:1] == ["gc"]:
-            return commands.gc(args[1:], reporter)
-        if args[:1] == ["inspect"]:
-            return commands.inspect(args[1:], reporter)
+        command = COMMANDS.get(args[0]) if args else None
+        if command is not None:
+            return command.run(args[1:], reporter)
         if "--help" in args or "-h" in args:
-            reporter.console.print(commands.USAGE, markup=False, soft_wrap=True)
+            reporter.console.print(usage(), markup=False, soft_wrap=True)
         for name in _target_names(args):
             check_name(name)
     except TfbuildError as e:
@@ -188,6 +164,10 @@ def _main() -> int:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except KeyboardInterrupt:
         _restore_stderr()
+        # CPython 3.11 marks an interrupt that lands inside a nested eval() (TensorFlow's
+        # import has some) as unhandled and then exits by SIGINT instead of our 130;
+        # the next eval() resets that mark.
+        eval("None")
         reporter.error("interrupted: the stage that was running published nothing")
         return 130
     finally:
@@ -210,7 +190,7 @@ def console_main() -> None:
 def dropped_sections(args: List[str]) -> List[str]:
     """`tflite=null` and `~tflite` drop a stage: Hydra reads both as config-group choices
     (conf/tflite/...), so they become one `drop=[...]` key."""
-    from .config import SECTIONS
+    from ..config import SECTIONS
     drop = [a.lstrip("~").split("=")[0] for a in args
             if re.fullmatch(rf"~({'|'.join(SECTIONS)})|({'|'.join(SECTIONS)})=(null|~)", a)]
     kept = [a for a in args if a.lstrip("~").split("=")[0] not in drop]
@@ -243,46 +223,3 @@ def _restore_stderr() -> str:
         return ""
     buf, sys.stderr = sys.stderr, _real_stderr.pop()
     return buf.getvalue() if isinstance(buf, io.StringIO) else ""
-
-
-def one_line(text: str) -> str:
-    """OmegaConf/Hydra messages span lines (full_key, object_type...): keep what helps."""
-    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
-    lines = [l for l in lines if not l.startswith(("Set the environment variable HYDRA_FULL_ERROR",
-                                                    "object_type=", "reference_type=", "warnings.warn"))
-             and "Warning:" not in l]
-    if "Traceback (most recent call last)" in text:  # Hydra shows traces for non-Hydra errors
-        lines = lines[-1:]
-    if lines and ("Unexpected type for root: NoneType" in lines[0]
-                  or "'NoneType' object has no attribute" in text):
-        return ("a key was set inside a section that is null in this target: set the whole "
-                "section instead, e.g. tflite={precision: FP16} or +tflite=fp16")
-    key = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("full_key:")), None)
-    lines = [l for l in lines if not l.startswith("full_key:")]
-    new_key = re.search(r"Could not override '([^']+)'.*?Key '([^']+)' is not in struct", text, re.S)
-    if new_key:
-        full = f"{new_key.group(1)}.{new_key.group(2)}"
-        return (f"{full} is a new key in {new_key.group(1)}: add it with a leading '+', "
-                f"e.g. +{full}=VALUE")
-    unknown = re.search(r"Key '([^']+)' not in '(\w+)'", text)
-    if unknown and key:
-        return _unknown_key(key, unknown.group(2))
-    message = "; ".join(dict.fromkeys(lines))
-    return f"{key}: {message}" if key and key not in message else message
-
-
-def _unknown_key(full_key: str, type_name: str) -> str:
-    import dataclasses
-    import difflib
-    from . import config as schema
-    cls = getattr(schema, type_name, None)
-    fields = [f.name for f in dataclasses.fields(cls)] if cls else []
-    leaf = full_key.rsplit(".", 1)[-1]
-    close = difflib.get_close_matches(leaf, fields, n=1)
-    parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
-    hint = f"did you mean {parent + '.' if parent else ''}{close[0]}? " if close else ""
-    return f"unknown key {full_key}: {hint}valid keys{' of ' + parent if parent else ''}: {', '.join(fields)}"
-
-
-def hydra_message(text: str) -> str:
-    return one_line(text) or "invalid command line (run tfbuild --help)"

@@ -16,15 +16,15 @@ from hydra.core.object_type import ObjectType
 from hydra.plugins.config_source import ConfigLoadError, ConfigResult, ConfigSource
 from omegaconf import OmegaConf
 
-from .errors import ConfigError, TargetNotFound
+from ..errors import ConfigError, TargetNotFound
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 def data_dir(name: str) -> Path:
     """`conf` or `targets`: beside the package in a checkout, inside it in a wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / name, here.parent / name):
+    package = Path(__file__).resolve().parents[1]   # tfbuild/ (this file is tfbuild/cli/targets.py)
+    for candidate in (package / name, package.parent / name):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"tfbuild is installed without its {name}/ folder")

@@ -1,11 +1,11 @@
-"""tfbuild.checkpoint: finding a TF1 checkpoint on disk (no TensorFlow needed)."""
+"""tfbuild.inputs.checkpoint: finding a TF1 checkpoint on disk (no TensorFlow needed)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from tfbuild.checkpoint import checkpoint_files, checkpoint_prefix
+from tfbuild.inputs.checkpoint import checkpoint_files, checkpoint_prefix
 from tfbuild.errors import CheckpointError
 
 

@@ -4,9 +4,9 @@ import sys
 import numpy as np
 import pytest
 
-from tfbuild.calibration import load_samples
+from tfbuild.inputs.calibration import load_samples
 from tfbuild.errors import CalibrationError, ParityError
-from tfbuild.samples import batches, default_range, draw, one_batch, per_sample_diff, rounded_up
+from tfbuild.inputs.samples import batches, default_range, draw, one_batch, per_sample_diff, rounded_up
 
 IDS = {"name": "ids", "dtype": "int32", "shape": [None, 6], "range": [0, 9]}
 MASK = {"name": "mask", "dtype": "int32", "shape": [None, 6]}

@@ -1,5 +1,5 @@
 /* Stand-in for libnvinfer, libnvinfer_plugin and libnvonnxparser (TensorRT 10 and 11),
-   used by tests/test_tensorrt_api.py.
+   used by tests/tf/test_tensorrt_api.py.
 
    NVIDIA's Python bindings (tensorrt_bindings/tensorrt.so) import exactly these nine
    C symbols from those libraries (`nm -D --undefined-only`); everything else goes

@@ -60,7 +60,7 @@ def test_sweep_failed_job_shows_and_others_finish(project, tfbuild):
 
 
 def test_trt_preflight_fails_before_upstream_work(project, tfbuild):
-    from tfbuild.trt_backend import tensorrt_problem, tf_trt_problem
+    from tfbuild.backends import tensorrt_problem, tf_trt_problem
     if tf_trt_problem() is None or tensorrt_problem() is None:
         pytest.skip("a TensorRT backend may work here: the pre-flight passes")
     run = tfbuild("target=tiny_trt")   # trt.backend: auto
@@ -115,7 +115,7 @@ def test_calibration_from_npy_and_images(project, tfbuild, shared_build):
 
 
 def test_benchmark_is_recorded_and_not_a_build_input(project):
-    from tfbuild.cli import main
+    from tfbuild.cli.main import main
     assert main(["target=tiny_tflite", "report_file=r.json", "bench.runs=5"]) == 0
     bench = json.loads(Path("r.json").read_text())["benchmark"]
     assert bench["median_ms"] > 0 and bench["p90_ms"] >= bench["median_ms"]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tfbuild.report import Reporter
-from tfbuild.sweep import summarize
+from tfbuild.cli.report import Reporter
+from tfbuild.cli.sweep import summarize
 
 PNG = b"\x89PNG\r\n\x1a\n"
 # Wide values everywhere: the table must still fit 80 columns.
@@ -121,7 +121,7 @@ def test_nothing_measured_no_png_and_no_hint(tmp_path):
 
 
 def test_real_sweep_measures_backend_threads_and_speedup(project, capsys):
-    from tfbuild.cli import main
+    from tfbuild.cli.main import main
     assert main(["-m", "target=tiny_tflite", "tflite.precision=FP32,INT8", "bench.runs=5"]) == 0
     out = capsys.readouterr().out
     (sweep_dir,) = Path("build/sweeps").iterdir()
@@ -140,7 +140,7 @@ def test_real_sweep_over_targets_frozen_graph_is_the_reference(project, capsys):
     pytest.importorskip("onnxruntime")
     import tensorflow as tf
 
-    from tfbuild.cli import main
+    from tfbuild.cli.main import main
     assert main(["-m", "target=tiny_frozen,tiny_onnx", "bench.runs=5", "bench.threads=1"]) == 0
     (sweep_dir,) = Path("build/sweeps").iterdir()
     frozen, onnx = json.loads((sweep_dir / "summary.json").read_text())["jobs"]

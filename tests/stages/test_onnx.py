@@ -32,7 +32,7 @@ def test_onnx_precisions_match_the_frozen_graph(project, tfbuild, shared_build, 
     if precision == "INT8":
         assert meta["ops"].get("QuantizeLinear") and meta["ops"].get("DequantizeLinear")
     # Independently of the stage's own check: real inputs from the shipped calibration data.
-    data = np.load(Path(__file__).resolve().parents[1] / "targets/data/tiny_calibration.npy")[:1].astype(np.float32)
+    data = np.load(Path(__file__).resolve().parents[2] / "targets/data/tiny_calibration.npy")[:1].astype(np.float32)
     frozen = Path(next(s for s in run.report["stages"] if s["name"] == "freeze")["artifact"])
     want = run_frozen(frozen, {"input": data}, ["probs"])[0]
     got = run_onnx(Path(run.report["artifact"]), {"input": data})[0]

@@ -1,4 +1,4 @@
-"""Child process of tests/test_tensorrt_api.py (not a test module).
+"""Child process of tests/tf/test_tensorrt_api.py (not a test module).
 
 Runs with NVIDIA's real `tensorrt` bindings and Polygraphy on PYTHONPATH and the
 stand-in libraries (stub.c) on LD_LIBRARY_PATH; one TensorRT major per process.
@@ -242,7 +242,7 @@ class _Capture:
 
 
 def run_preflight(scenarios, fake_smi_dir, no_smi_dir):
-    from tfbuild import errors, trt_backend
+    from tfbuild import backends, errors
     from tfbuild.tf import trt_engine
 
     results = {}
@@ -260,20 +260,20 @@ def run_preflight(scenarios, fake_smi_dir, no_smi_dir):
                 "message": None if exc is None else str(exc), "output": cap.text}
 
     def forget():  # the probes cache nvidia-smi's answers per process
-        for value in vars(trt_backend).values():
+        for value in vars(backends).values():
             if callable(getattr(value, "cache_clear", None)):
                 value.cache_clear()
 
     # the cheap probes, with no nvidia-smi, then with a stand-in that lists an H100
     os.environ["PATH"] = no_smi_dir
     forget()
-    results["probes:no-gpu"] = attempt(trt_backend.require_tensorrt)
+    results["probes:no-gpu"] = attempt(backends.require_tensorrt)
     os.environ["PATH"] = fake_smi_dir
     forget()
-    results["probes:gpu"] = attempt(trt_backend.require_tensorrt)
-    results["probes:version"] = {"tensorrt_version": trt_backend.tensorrt_version(),
-                                 "strongly_typed": trt_backend.strongly_typed(trt.__version__),
-                                 "has_polygraphy": trt_backend.has_polygraphy(),
+    results["probes:gpu"] = attempt(backends.require_tensorrt)
+    results["probes:version"] = {"tensorrt_version": backends.tensorrt_version(),
+                                 "strongly_typed": backends.strongly_typed(trt.__version__),
+                                 "has_polygraphy": backends.has_polygraphy(),
                                  "trt.__version__": trt.__version__}
     # pre-flight as stages/trt.py runs it: probes, then trt_engine.preflight (the Builder)
     for name, (severity, message) in scenarios.items():
@@ -282,7 +282,7 @@ def run_preflight(scenarios, fake_smi_dir, no_smi_dir):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = str(value)
-        results[name] = attempt(lambda: (trt_backend.require_tensorrt(), trt_engine.preflight()))
+        results[name] = attempt(lambda: (backends.require_tensorrt(), trt_engine.preflight()))
     return results
 
 

@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.table import Table
 
-from .engine.store import write_json
+from ..engine.store import write_json
 from .report import Reporter, human_size
 
 _state = {"code": 0}
