@@ -148,3 +148,35 @@ def test_real_sweep_over_targets_frozen_graph_is_the_reference(project, capsys):
     assert onnx["stage"] == "onnx" and onnx["backend"].startswith("onnxruntime ")
     assert frozen["threads"] == onnx["threads"] == 1 and onnx["speedup"] > 0
     assert "│ tf " in capsys.readouterr().out
+
+
+def test_best_is_the_fastest_job_that_holds_its_goals(tmp_path):
+    rows = [{"stage": "tflite", "latency_ms": 5.0, "size": 10},
+            {"stage": "tflite", "latency_ms": 1.0, "size": 30, "status": "failed", "code": 1},
+            {"stage": "tflite", "latency_ms": 2.0, "size": 20, "metric": "top1", "value": 0.97, "artifact": "/a/m.tflite"},
+            {"stage": "tflite", "latency_ms": 2.0, "size": 40}]
+    write_sweep(tmp_path, rows)
+    code, out = show(tmp_path)
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["job"] == "2" and best["artifact"] == "/a/m.tflite" and best["value"] == 0.97   # job 1 failed
+    assert os.readlink(tmp_path / "best") == "2" and code == 1
+    assert "best: job 2 (x=2): top1 0.9700" in out and any("2*" in line for line in table_lines(out))
+
+
+def test_no_job_holds_its_goals_says_so_in_one_line(tmp_path):
+    write_sweep(tmp_path, [{"stage": "tflite", "latency_ms": 1.0, "status": "failed", "code": 1,
+                            "error": "top1 0.5: below"}])
+    code, out = show(tmp_path)
+    assert code == 1 and "nothing to ship" in out and not (tmp_path / "best.json").exists()
+
+
+def test_real_evaluated_sweep_marks_the_fastest_within_the_drop(project, capsys):
+    from tfbuild.cli.main import main
+    assert main(["-m", "target=digits_tflite", "tflite.precision=FP32,INT8", "bench.runs=5"]) == 0
+    out = capsys.readouterr().out
+    (sweep_dir,) = Path("build/sweeps").iterdir()
+    jobs = json.loads((sweep_dir / "summary.json").read_text())["jobs"]
+    assert all(j["metric"] == "top1" and j["value"] > 0.95 and j["drop"] <= 0.01 for j in jobs)
+    best = json.loads((sweep_dir / "best.json").read_text())
+    assert best["latency_ms"] == min(j["latency_ms"] for j in jobs)
+    assert Path(best["artifact"]).is_file() and "top1" in table_lines(out)[1]

@@ -20,17 +20,17 @@ from .report import Reporter, human_size
 
 _state = {"code": 0}
 
-COLUMNS = ("job", "stage", "precision", "batch", "size", "parity", "latency_ms", "p90_ms",
-           "per_s", "backend", "threads", "speedup", "frozen_ms", "xnnpack_ops", "total_ops",
+COLUMNS = ("job", "stage", "precision", "batch", "size", "parity", "metric", "value", "drop", "latency_ms",
+           "p90_ms", "per_s", "backend", "threads", "speedup", "frozen_ms", "xnnpack_ops", "total_ops",
            "built", "status")
-FIELDS = (*COLUMNS, "overrides", "error", "code")
+FIELDS = (*COLUMNS, "overrides", "artifact", "error", "code")
 # Short headers and unwrapped numbers keep the table readable at 80 columns.
 # The table shows what compares jobs (each job's line above says what it built);
 # the CSV/JSON have every field (backend versions, p90, throughput, ...).
 # A job that did not end ok has no latency: its status stands in that cell.
-SHOWN = ("job", "backend", "precision", "batch", "threads", "size", "parity", "latency_ms", "speedup")
+SHOWN = ("job", "backend", "precision", "batch", "threads", "size", "parity", "value", "latency_ms", "speedup")
 HEADERS = {"precision": "prec", "threads": "thr", "latency_ms": "ms", "speedup": "vs TF"}
-NUMERIC = ("threads", "size", "parity", "latency_ms", "speedup")
+NUMERIC = ("threads", "size", "parity", "value", "latency_ms", "speedup")
 BACKENDS = {"onnxruntime": "ort", "tensorflow": "tf", "tensorrt": "trt"}  # short names for the table
 
 
@@ -44,6 +44,7 @@ def save_job(job_dir: Path, dcfg: DictConfig, overrides: List[str], report: dict
     final = stages[-1] if stages else {}
     meta = report.get("metadata") or {}
     bench = report.get("benchmark") or {}
+    evaluation = report.get("evaluation") or {}
     row = {
         "job": job_dir.name,
         "overrides": " ".join(overrides),
@@ -52,6 +53,8 @@ def save_job(job_dir: Path, dcfg: DictConfig, overrides: List[str], report: dict
         "batch": meta.get("batch_size") or bench.get("batch_size"),
         "size": final.get("size"),
         "parity": meta.get("parity_max_abs_diff"),
+        **{k: evaluation.get(k) for k in ("metric", "value", "drop")},
+        "artifact": report.get("artifact"),
         "latency_ms": bench.get("median_ms"),
         "p90_ms": bench.get("p90_ms"),
         "per_s": bench.get("throughput_per_s"),
@@ -72,14 +75,21 @@ def summarize(sweep_dir: Path, reporter: Reporter) -> int:
         return 0
     stages = sorted({str(r["stage"]) for r in rows if r.get("stage")})
     table = Table(title=f"sweep: {len(rows)} jobs, final stage {', '.join(stages)}", title_justify="left")
-    for col in SHOWN:
-        table.add_column(HEADERS.get(col, col), justify="right" if col in NUMERIC else "left")
+    metric = next((r["metric"] for r in rows if r.get("metric")), None)
+    shown = [c for c in SHOWN if c != "value" or metric]   # the metric's column where the target evaluates
+    for col in shown:
+        table.add_column(metric if col == "value" else HEADERS.get(col, col),
+                         justify="right" if col in NUMERIC else "left")
+    best = choose(rows)
     for r in rows:
-        cells = [_cell(c, r.get(c)) for c in SHOWN]
+        cells = [_cell(c, r.get(c)) for c in shown]
+        if r is best:
+            cells[0] = f"[bold green]{r['job']}*[/]"
         if r.get("status") != "ok":
-            cells[SHOWN.index("latency_ms")] = f"[bold red]{r.get('status')}[/]"
+            cells[shown.index("latency_ms")] = f"[bold red]{r.get('status')}[/]"
         table.add_row(*cells)
     reporter.console.print(table)
+    _announce(best, rows, metric, sweep_dir, reporter)
     for r in rows:
         if r["code"]:
             reporter.error(f"job {r['job']} ({r['overrides']}): {r['error']}")
@@ -91,6 +101,32 @@ def summarize(sweep_dir: Path, reporter: Reporter) -> int:
     reporter.console.print(f"sweep table: {sweep_dir / 'summary.csv'} and summary.json", soft_wrap=True)
     _plot_line(rows, sweep_dir / "summary.png", reporter)
     return max(r["code"] for r in rows)
+
+
+def choose(rows: list) -> Optional[dict]:
+    """The fastest job that built and, where the target evaluates, held its accuracy goal
+    (a job that missed it failed): the one to ship."""
+    measured = [r for r in rows if r.get("code") == 0 and r.get("latency_ms") is not None]
+    return min(measured, key=lambda r: (r["latency_ms"], r.get("size") or 0), default=None)
+
+
+def _announce(best: Optional[dict], rows: list, metric: Optional[str], sweep_dir: Path, reporter: Reporter) -> None:
+    """best.json and a `best` link in the sweep folder, and one line saying which."""
+    if best is None:
+        if any(r.get("code") == 0 for r in rows):
+            return   # built but not measured (bench.enabled=false): nothing to choose by
+        reporter.error("no job built an artifact that holds its goals: nothing to ship")
+        return
+    keys = ("job", "overrides", "artifact", "metric", "value", "drop", "latency_ms", "size")
+    write_json(sweep_dir / "best.json", {k: best.get(k) for k in keys})
+    link = sweep_dir / "best"
+    if link.is_symlink():
+        link.unlink()
+    link.symlink_to(best["job"])
+    held = f"{metric} {best['value']:.4f}, " if metric and best.get("value") is not None else ""
+    reporter.console.print(f"best: job {best['job']} ({best['overrides']}): {held}{best['latency_ms']:.3g} ms, "
+                           f"{human_size(best.get('size'))} (* in the table; {link} -> {best['job']})",
+                           soft_wrap=True)
 
 
 def _plot_line(rows: list, path: Path, reporter: Reporter) -> None:
@@ -155,6 +191,10 @@ def _cell(col: str, value: Any) -> str:
         return human_size(value)
     if col == "parity":
         return f"{value:.1e}"
+    if col == "value":   # the evaluation metric: enough digits to tell 98.3% from 98.5%
+        return f"{value:.4f}"
+    if col == "latency_ms" and value < 1:   # tiny models run in microseconds
+        return f"{value:.2g}"
     if col == "backend":  # e.g. "onnxruntime 1.32.0" -> "ort"; the CSV has the version
         name = str(value).split()[0]
         return BACKENDS.get(name, name)

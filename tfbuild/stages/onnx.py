@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .. import backends as trt_backend
+from .. import backends
 from ..errors import ConfigError
 from ..inputs.samples import PARITY_SAMPLES
 from ..engine.spec import StageSpec
@@ -37,7 +37,7 @@ class Settings:
 
 
 def present(cfg) -> bool:
-    return cfg.onnx is not None or trt_backend.needs_onnx(cfg)
+    return cfg.onnx is not None or backends.needs_onnx(cfg)
 
 
 def settings(cfg, deps) -> Settings:
@@ -47,13 +47,13 @@ def settings(cfg, deps) -> Settings:
     else:
         deploy.check_section(cfg, "onnx")
         o = cfg.onnx
-    return Settings(o, symmetric=o.precision == "INT8" and trt_backend.needs_onnx(cfg))
+    return Settings(o, symmetric=o.precision == "INT8" and backends.needs_onnx(cfg))
 
 
 def for_trt(cfg) -> OnnxCfg:
     """At the engine's precision and calibration; a dynamic batch where its profile is."""
     t = cfg.trt
-    return OnnxCfg(precision=t.precision, batch_size=trt_backend.onnx_batch(t.max_batch_size),
+    return OnnxCfg(precision=t.precision, batch_size=backends.onnx_batch(t.max_batch_size),
                    calibration=t.calibration)
 
 

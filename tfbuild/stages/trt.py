@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
-from .. import backends as trt_backend
+from .. import backends
 from ..engine.spec import StageSpec, section
 from ..errors import ConfigError
 from ..marks import PATH
@@ -85,12 +85,12 @@ def settings(cfg, deps) -> Union[Settings, EngineSettings]:
     deploy.check_section(cfg, "trt")
     if t.backend not in BACKENDS:   # which settings the stage has depends on it
         raise ConfigError(f"trt.backend={t.backend!r} is unknown: use one of {', '.join(BACKENDS)}")
-    backend = trt_backend.resolve(t.backend)   # identity: the backend used, however it was asked for
+    backend = backends.resolve(t.backend)   # identity: the backend used, however it was asked for
     if backend == "tf-trt":
         return Settings(dataclasses.replace(t, backend=backend))
     _check_onnx(cfg.onnx, t)
     return EngineSettings(EngineCfg(backend, t.precision, t.max_batch_size, t.max_workspace_size_bytes,
-                                    t.calibration, t.tolerance), trt_backend.timing_cache(cfg.build_dir))
+                                    t.calibration, t.tolerance), backends.timing_cache(cfg.build_dir))
 
 
 def _check_onnx(o: Optional[OnnxCfg], t: TrtCfg) -> None:
@@ -102,7 +102,7 @@ def _check_onnx(o: Optional[OnnxCfg], t: TrtCfg) -> None:
                           f"but onnx.batch_size={o.batch_size}: set onnx.batch_size=null, or "
                           f"trt.max_batch_size={o.batch_size}")
     flag = t.precision == "FP16" and o.precision == "FP32"   # TensorRT 10's FP16 builder flag
-    if o.precision == t.precision or (flag and not trt_backend.strongly_typed(trt_backend.tensorrt_version())):
+    if o.precision == t.precision or (flag and not backends.strongly_typed(backends.tensorrt_version())):
         return
     why = " (TensorRT 11 types the network from it)" if flag else ""
     raise ConfigError(f"trt.precision={t.precision} builds on the onnx stage's {o.precision} model{why}: "
@@ -124,18 +124,18 @@ def check(s) -> None:
 def preflight(s) -> None:
     if _engine(s):
         from ..tf.trt_engine import preflight as engine_preflight
-        trt_backend.require_tensorrt()
-        trt_backend.require_gpu(trt_backend.tensorrt_version())   # its GPUs have FP16 and INT8 kernels
+        backends.require_tensorrt()
+        backends.require_gpu(backends.tensorrt_version())   # its GPUs have FP16 and INT8 kernels
         engine_preflight()
     else:
         from ..tf.trt_convert import preflight as trt_preflight
         trt_preflight()
-        trt_backend.require_precision(s.trt.precision)   # TensorRT 8.6's table
+        backends.require_precision(s.trt.precision)   # TensorRT 8.6's table
 
 
 def environment(s) -> dict:
     if _engine(s):
-        return trt_backend.environment()
+        return backends.environment()
     from ..tf.trt_convert import environment as trt_environment
     return trt_environment()
 
@@ -180,7 +180,7 @@ def _run_engine(inputs, t: EngineCfg, timing_cache: str, out: Path, log) -> dict
     checked = deploy.parity(freeze, data.parity, batch,
                             lambda f: trt_engine.run(path, f, [node_of(o) for o in outputs]),
                             f"TensorRT {t.precision} engine", "trt", t.tolerance, bound, data.parity_source)
-    gpu = trt_backend.gpu() or {}
+    gpu = backends.gpu() or {}
     return {**meta, "backend": "tensorrt", "precision": t.precision, "gpu": gpu.get("name"),
             "compute_capability": gpu.get("compute_capability"), "batch_size": batch,
             "inputs": [{**i, "shape": [batch, *i["shape"][1:]]} for i in onnx_inputs],
@@ -209,7 +209,7 @@ def _bench_engine(artifact, b) -> dict:
 def _upstream(cfg) -> tuple:
     """An engine is built from the onnx stage's model (and checked against the frozen
     graph); TF-TRT converts the frozen graph itself."""
-    return ("freeze", "onnx") if trt_backend.needs_onnx(cfg) else ("freeze",)
+    return ("freeze", "onnx") if backends.needs_onnx(cfg) else ("freeze",)
 
 
 SPEC = StageSpec("trt", settings, run, present=section("trt"), upstream=_upstream,
