@@ -180,3 +180,13 @@ def test_real_evaluated_sweep_marks_the_fastest_within_the_drop(project, capsys)
     best = json.loads((sweep_dir / "best.json").read_text())
     assert best["latency_ms"] == min(j["latency_ms"] for j in jobs)
     assert Path(best["artifact"]).is_file() and "top1" in table_lines(out)[1]
+
+
+def test_a_lower_precision_slower_than_fp32_is_named_with_its_cause(tmp_path):
+    base = {"stage": "tflite", "backend": "litert 2.3.0", "batch": 1, "threads": 2}
+    write_sweep(tmp_path, [{**base, "precision": "FP32", "latency_ms": 10.0, "xnnpack_ops": 40, "total_ops": 40},
+                           {**base, "precision": "INT8", "latency_ms": 12.0, "xnnpack_ops": 28, "total_ops": 40},
+                           {**base, "precision": "FP16", "latency_ms": 8.0}])
+    _, out = show(tmp_path)
+    assert "job 1 (INT8) is slower than job 0 (FP32): 12 ms vs 10 ms: 12 of its 40 ops run outside XNNPACK" in out
+    assert "job 2" not in out.split("slower")[1].split("\n")[0]

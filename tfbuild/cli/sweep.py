@@ -89,6 +89,8 @@ def summarize(sweep_dir: Path, reporter: Reporter) -> int:
             cells[shown.index("latency_ms")] = f"[bold red]{r.get('status')}[/]"
         table.add_row(*cells)
     reporter.console.print(table)
+    for line in slower_than_fp32(rows):
+        reporter.warn(line)
     _announce(best, rows, metric, sweep_dir, reporter)
     for r in rows:
         if r["code"]:
@@ -101,6 +103,26 @@ def summarize(sweep_dir: Path, reporter: Reporter) -> int:
     reporter.console.print(f"sweep table: {sweep_dir / 'summary.csv'} and summary.json", soft_wrap=True)
     _plot_line(rows, sweep_dir / "summary.png", reporter)
     return max(r["code"] for r in rows)
+
+
+def slower_than_fp32(rows: list) -> List[str]:
+    """Where a lower precision measured slower than FP32 of the same stage, backend and
+    batch: one line each, with the cause the figures show (ops left outside XNNPACK)."""
+    def key(r):
+        return (r.get("stage"), str(r.get("backend")).split()[0], r.get("batch"), r.get("threads"))
+    fp32 = {key(r): r for r in rows if r.get("precision") == "FP32" and r.get("latency_ms")}
+    lines = []
+    for r in rows:
+        base = fp32.get(key(r))
+        if r.get("precision") in ("FP16", "INT8") and base and r.get("latency_ms") and \
+                r["latency_ms"] > base["latency_ms"]:
+            left = (r.get("total_ops") or 0) - (r.get("xnnpack_ops") or 0)
+            why = (f": {left} of its {r['total_ops']} ops run outside XNNPACK (summary.json: undelegated)"
+                   if r.get("total_ops") and left > (base.get("total_ops") or 0) - (base.get("xnnpack_ops") or 0)
+                   else ": the conversion adds work (casts, quantize/dequantize) this backend does not fuse")
+            lines.append(f"job {r['job']} ({r['precision']}) is slower than job {base['job']} (FP32): "
+                         f"{r['latency_ms']:.3g} ms vs {base['latency_ms']:.3g} ms{why}")
+    return lines
 
 
 def choose(rows: list) -> Optional[dict]:
