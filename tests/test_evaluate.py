@@ -59,3 +59,10 @@ def test_int8_holds_its_drop_on_the_held_out_digits(tfbuild, project):
     assert run.code == 0, run.out + run.err
     evaluation = run.report["evaluation"]
     assert evaluation["drop"] <= 0.01 and evaluation["value"] >= 0.95
+
+
+def test_a_tighter_goal_judges_the_kept_evaluation_again(tfbuild, project):
+    assert tfbuild("target=digits_tflite").code == 0
+    run = tfbuild("target=digits_tflite", "evaluate.min=0.99")   # same data, same metric: not re-run
+    assert run.code == 1 and run.status()["freeze"] == "failed"
+    assert "below evaluate.min 0.99" in run.reasons()["freeze"]

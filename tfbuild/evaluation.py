@@ -619,9 +619,12 @@ class Evaluation:
     cfg: EvaluateCfg
     identity: str     # digest of the data's bytes, the settings and the code that scores
 
-    def judged(self, value: float, reference: Optional[float], samples: int) -> dict:
-        ok, message = judge(self.cfg, value, reference)
-        return {**record(self.cfg, value, reference, samples), "ok": ok, "message": message}
+    def record(self, value: float, reference: Optional[float], samples: int) -> dict:
+        return record(self.cfg, value, reference, samples)
+
+    def judge(self, entry: dict) -> Tuple[bool, str]:
+        """Against today's max_drop/min/max: a kept record is judged again on every run."""
+        return judge(self.cfg, entry["value"], entry["reference"])
 
 
 def evaluation(cfg: Optional[EvaluateCfg]) -> Optional[Evaluation]:

@@ -134,3 +134,94 @@ def test_parallel_sweep_builds_shared_stages_once(project, tfbuild):
     built = [stage for job in jobs for stage in job["built"].split(",") if stage]
     # Both jobs need train/placeholder/freeze; the store's lock lets only one build them.
     assert sorted(built) == ["freeze", "placeholder", "tflite", "tflite", "train"]
+
+
+# ----------------------------------------------------------------------------- parity measures (issue 19, part 2)
+
+def store_dirs(build_dir: Path) -> set:
+    root = build_dir / "store"
+    return {(s.name, d.name) for s in root.iterdir() for d in s.iterdir()} if root.is_dir() else set()
+
+
+@pytest.mark.parametrize("target, stage", [("tiny_tflite", "tflite"), ("tiny_onnx", "onnx")])
+def test_parity_measures_recorded_and_gated_by_name(project, tfbuild, shared_build, target, stage):
+    common = [f"target={target}", f"build_dir={shared_build}", f"lock_file={shared_build}/lock"]
+    plain = tfbuild(*common)   # a number (here null): today's max-abs gate, the figures beside it
+    assert plain.code == 0, plain.err
+    meta = plain.report["metadata"]
+    m = meta["parity_measures"]
+    assert set(m) == {"max_abs_error", "mean_abs_error", "max_rel_error", "mean_rel_error",
+                      "cosine_min", "top1_agreement", "samples"}
+    assert isinstance(meta["parity_tolerance"], float)
+    assert m["samples"] == meta["parity_samples"] >= 8
+    assert m["max_abs_error"] == pytest.approx(meta["parity_max_abs_diff"], abs=1e-12)
+    assert 0 <= m["mean_abs_error"] <= m["max_abs_error"] < 1e-4   # FP32: (nearly) the same math
+    assert 0 <= m["mean_rel_error"] <= m["max_rel_error"]
+    assert m["cosine_min"] == pytest.approx(1.0, abs=1e-9) and m["top1_agreement"] == 1.0
+
+    gated = tfbuild(*common, f"{stage}.tolerance={{top1_agreement: 0.99, cosine_min: 0.999}}")
+    assert gated.code == 0, gated.err
+    assert gated.status()[stage] == "built"   # the gate is part of the settings
+    assert "tolerance.top1_agreement changed: null → 0.99" in gated.reasons()[stage]
+    meta = gated.report["metadata"]
+    assert meta["parity_tolerance"] == {"top1_agreement": 0.99, "cosine_min": 0.999}
+    assert meta["parity_measures"]["top1_agreement"] == 1.0
+    assert tfbuild(*common, f"{stage}.tolerance={{top1_agreement: 0.99, cosine_min: 0.999}}"
+                   ).status()[stage] == "fresh"
+
+
+def test_parity_gate_on_a_measure_fails_in_one_line_and_publishes_nothing(project, tfbuild, shared_build):
+    common = ["target=tiny_tflite", f"build_dir={shared_build}", f"lock_file={shared_build}/lock",
+              "tflite.precision=INT8"]
+    assert tfbuild(*common).code == 0   # upstream stages built and published
+    before = store_dirs(shared_build)
+    # INT8 is within its max-abs default, but not within a bound no quantized model holds.
+    run = tfbuild(*common, "tflite.tolerance={cosine_min: 0.5, max_abs_error: 1e-12}")
+    assert run.code == 1, run.out
+    assert run.status()["tflite"] == "failed"
+    reason = run.reasons()["tflite"]
+    assert "\n" not in reason
+    assert reason.startswith("TFLite INT8 model vs the frozen graph over 8 samples: max_abs_error ")
+    assert reason.endswith("> 1e-12 (tflite.tolerance)")
+    assert "cosine_min" not in reason   # only the measures beyond their bounds are named
+    assert run.report["stages"][-1]["artifact"] is None
+    assert store_dirs(shared_build) == before
+    assert "Traceback" not in run.err + run.out
+
+
+@pytest.mark.parametrize("value, expect", [
+    ("{bogus: 1}", "tflite.tolerance.bogus is not a parity measure"),
+    ("{cosine_min: abc}", "tflite.tolerance.cosine_min='abc' is not a number"),
+    ("abc", "tflite.tolerance='abc' is not a number"),
+    ("{}", "tflite.tolerance={} gates on nothing"),
+])
+def test_bad_parity_tolerance_refused_before_any_stage(project, tfbuild, value, expect):
+    run = tfbuild("target=tiny_tflite", f"tflite.tolerance={value}")
+    assert run.code == 2, run.out
+    lines = [line for line in run.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and expect in lines[0], run.err
+    assert "max_abs_error, mean_abs_error, max_rel_error, mean_rel_error, cosine_min, top1_agreement" in lines[0]
+    assert not Path("build/store").exists()   # no stage ran
+
+
+def test_tolerance_forms_and_their_settings():
+    """No TensorFlow: numbers stay floats (fingerprints as before), mappings plain dicts."""
+    from omegaconf import OmegaConf
+
+    from tfbuild.engine.fingerprint import settings_record
+    from tfbuild.errors import ConfigError
+    from tfbuild.stages import deploy, tflite
+
+    assert deploy.checked_tolerance("tflite.tolerance", None) is None
+    assert deploy.checked_tolerance("tflite.tolerance", 1) == 1.0
+    given = OmegaConf.create({"top1_agreement": 1, "max_abs_error": 0.2})
+    assert deploy.checked_tolerance("tflite.tolerance", given) == {"top1_agreement": 1.0, "max_abs_error": 0.2}
+    for bad, expect in [(-1, "tflite.tolerance=-1.0 is out of range"), (True, "not a number"),
+                        ({"top1_agreement": 1.5}, "can never hold"),
+                        ({"max_rel_error": -0.1}, "tflite.tolerance.max_rel_error=-0.1 is out of range")]:
+        with pytest.raises(ConfigError, match=expect.replace(".", r"\.").replace("(", r"\(")):
+            deploy.checked_tolerance("tflite.tolerance", bad)
+    cfg = tflite.TfliteCfg(tolerance=deploy.checked_tolerance("tflite.tolerance", given))
+    record = settings_record(tflite.Settings(cfg))
+    assert record["tflite.tolerance.top1_agreement"] == 1.0 and record["tflite.tolerance.max_abs_error"] == 0.2
+    assert settings_record(tflite.Settings(tflite.TfliteCfg(tolerance=0.5)))["tflite.tolerance"] == 0.5

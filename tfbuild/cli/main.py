@@ -76,6 +76,19 @@ def _known_keys(node: DictConfig, schema: type, prefix: str = "") -> None:
 
 def run_job(dcfg: DictConfig, reporter: Reporter) -> int:
     """Build (or plan, or verify) one target; returns the exit code."""
+    return _run_job(dcfg, reporter)[0]
+
+
+def objective(report: dict, code: int) -> float:
+    """A job's value for a sweeper that minimizes (Optuna): the final artifact's median
+    latency in ms; inf for a job that failed (a missed accuracy goal fails it) or was
+    not measured (bench.enabled=false, dry_run, verify)."""
+    median = (report.get("benchmark") or {}).get("median_ms")
+    return float(median) if code == 0 and report.get("ok") and median is not None else float("inf")
+
+
+def _run_job(dcfg: DictConfig, reporter: Reporter) -> tuple:
+    """run_job's exit code and the job's report."""
     hc = HydraConfig.get()
     target = hc.runtime.choices.get("target")
     multirun = hc.mode == RunMode.MULTIRUN
@@ -107,7 +120,7 @@ def run_job(dcfg: DictConfig, reporter: Reporter) -> int:
     _write_report(dcfg, report)
     if multirun:
         sweep.save_job(Path(hc.runtime.output_dir), dcfg, job_overrides, report, code)
-    return code
+    return code, report
 
 
 def _write_report(dcfg: DictConfig, report: dict) -> None:
@@ -120,12 +133,15 @@ def _write_report(dcfg: DictConfig, report: dict) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(data_dir("conf")), config_name="config")
-def _task(dcfg: DictConfig) -> None:
+def _task(dcfg: DictConfig) -> float:
     _state["task_started"] = True
     _restore_stderr()
-    code = run_job(dcfg, Reporter())
+    code, report = _run_job(dcfg, Reporter())
     if code and HydraConfig.get().mode != RunMode.MULTIRUN:
         raise SystemExit(code)  # a BaseException: Hydra lets it through
+    # The job's objective (hydra/sweeper=optuna minimizes it); the exit code stays
+    # the sweep's (sweep.exit_code), whatever the value.
+    return objective(report, code)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

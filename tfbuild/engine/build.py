@@ -164,17 +164,17 @@ def _judged(d: Decision, run: _Run, result: StageResult) -> StageResult:
         return result
     root = run.store.path(d.name, d.fingerprint)
     record = read_json(root / EVALUATION) or {}
-    if record.get("identity") != evaluation.identity:
+    if record.pop("identity", None) != evaluation.identity:
         artifact = Artifact(root, run.store.manifest(d.name, d.fingerprint)["metadata"])
         with run.output.running(d.name, "(evaluating)"):
-            record = {**hook(artifact, evaluation, _inputs(d, run)), "identity": evaluation.identity}
-        write_json(root / EVALUATION, record)
-    shown = {k: v for k, v in record.items() if k not in ("identity", "ok", "message")}
-    if record["ok"]:
-        return replace(result, evaluation=shown)
+            record = hook(artifact, evaluation, _inputs(d, run))
+        write_json(root / EVALUATION, {**record, "identity": evaluation.identity})
+    ok, message = evaluation.judge(record)
+    if ok:
+        return replace(result, evaluation=record)
     if result.status == "built":
         shutil.rmtree(root, ignore_errors=True)
-    return replace(result, status="failed", reasons=(Reason("failed", record["message"]),), evaluation=shown)
+    return replace(result, status="failed", reasons=(Reason("failed", message),), evaluation=record)
 
 
 def _inputs(d: Decision, run: _Run) -> Dict[str, Artifact]:

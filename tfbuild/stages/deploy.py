@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 from ..engine.spec import Artifact
 from ..errors import TfbuildError
@@ -30,7 +30,9 @@ class DeployCfg:
     """The keys every deployment section has."""
     precision: str = "FP32"              # written in any case, kept upper case
     calibration: CalibrationCfg = field(default_factory=CalibrationCfg)
-    tolerance: Optional[float] = None    # null: the precision's default
+    # null: the precision's default max abs diff; a number: that bound; a mapping
+    # {measure: bound} (evaluation.MEASURES) gates on those measures instead.
+    tolerance: Any = None
 
     def __post_init__(self):
         # Here, not in a stage: other sections read it first (trt's engine sets onnx's).
@@ -46,11 +48,54 @@ def check_section(cfg, section: str) -> None:
     s = getattr(cfg, section)
     c = s.calibration
     check_precision(section, s.precision, c.path, c.random, c.num_samples)
-    if s.tolerance is not None:
-        at_least(f"{section}.tolerance", s.tolerance, 0)
+    s.tolerance = checked_tolerance(f"{section}.tolerance", s.tolerance)
     from ..inputs.calibration import check_source
     p = cfg.placeholder
     check_source(c, section, p.inputs[0].shape if p is not None and p.inputs else None)
+
+
+def checked_tolerance(key: str, value) -> Union[None, float, Dict[str, float]]:
+    """`<stage>.tolerance` as the stage uses it: None, a float (the max abs diff), or
+    {measure: float} in evaluation.MEASURES; anything else a one-line ConfigError naming
+    `key` and the measures. Numbers become floats, as the field's former float type made them."""
+    from collections.abc import Mapping
+    from ..errors import ConfigError
+    from ..evaluation import MEASURES
+    shape = (f"give a number (the max abs diff), null (the precision's default), or "
+             f"{{measure: bound}} with measures {', '.join(MEASURES)}")
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        bounds = {}
+        for measure, bound in value.items():
+            if measure not in MEASURES:
+                raise ConfigError(f"{key}.{measure} is not a parity measure: {shape}")
+            bounds[str(measure)] = _number(f"{key}.{measure}", bound, shape)
+            if not MEASURES[measure]:   # an error measure: a ceiling
+                at_least(f"{key}.{measure}", bounds[measure], 0)
+            elif bounds[measure] > 1:   # cosine_min, top1_agreement: a floor, at most 1
+                raise ConfigError(f"{key}.{measure}={bounds[measure]:g} can never hold: "
+                                  f"{measure} is at most 1")
+        if not bounds:
+            raise ConfigError(f"{key}={{}} gates on nothing: {shape}")
+        return bounds
+    bound = _number(key, value, shape)
+    at_least(key, bound, 0)
+    return bound
+
+
+def _number(key: str, value, shape: str) -> float:
+    import math
+    from ..errors import ConfigError
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}={value!r} is not a number: {shape}") from None
+    if math.isnan(number):
+        raise ConfigError(f"{key}=nan is not a bound: {shape}")
+    return number
 
 
 def calibration_input(calibration) -> Dict[str, List[Path]]:
@@ -104,32 +149,67 @@ def samples(freeze: Artifact, section: str, calibration, quantizes: bool, batch:
 
 
 def parity(freeze: Artifact, feeds: Dict[str, "np.ndarray"], batch: int, run_converted, label: str,
-           section: str, given: Optional[float], default: float, source: str = "") -> dict:
+           section: str, given, default: float, source: str = "") -> dict:
     """Run the frozen graph and the converted model on the same samples, `batch` at a
-    time; refuse (ParityError) a sample whose outputs differ beyond the tolerance;
-    return what the metadata records: the worst and the mean of the samples' diffs."""
+    time, and refuse (ParityError) a model beyond the tolerance: `given` a number or None
+    (the precision's `default`, scaled), a sample whose outputs differ by more; `given` a
+    mapping {measure: bound}, a measure of evaluation.agreement beyond its bound. Return
+    what the metadata records: the worst and the mean of the samples' diffs, and all of
+    agreement's figures (`parity_measures`)."""
     import numpy as np
 
     from ..errors import ParityError
+    from ..evaluation import agreement, gate
     from ..inputs.samples import batches, per_sample_diff
     from ..tf.graph_io import frozen_runner
 
     graph_inputs, outputs = graph_io(freeze)
-    diffs, expected_all = [], []
+    diffs, expected_all, got_all = [], [], []
     with frozen_runner(frozen(freeze), [i["name"] for i in graph_inputs], outputs) as run_graph:
         for feed in batches(feeds, graph_inputs, batch):
-            expected = run_graph(feed)
-            diffs.append(per_sample_diff(expected, run_converted(feed), batch))
-            expected_all += expected
+            expected, got = run_graph(feed), run_converted(feed)
+            diffs.append(per_sample_diff(expected, got, batch))
+            expected_all.append([np.asarray(e) for e in expected])
+            got_all.append([np.asarray(g) for g in got])
     diff = np.concatenate(diffs)
-    worst, bound = float(diff.max()), tolerance(given, default, expected_all)
-    if worst > bound:
-        bad = int((diff > bound).sum())
-        raise ParityError(f"{label} differs from the frozen graph by {worst:.3g} (> {section}.tolerance="
-                          f"{bound:.3g}) on {bad} of {len(diff)} samples")
+    worst = float(diff.max())
+    key = f"{section}.tolerance"
+    if isinstance(given, dict):
+        if not np.isfinite(diff).all():   # NaN would compare False against any bound and pass
+            bad = int((~np.isfinite(diff)).sum())
+            raise ParityError(f"{label} gives NaN or inf where the frozen graph does not on {bad} of "
+                              f"{len(diff)} samples ({key}={_shown(given)})")
+        bound = dict(given)
+    else:
+        bound = tolerance(given, default, [e for run in expected_all for e in run])
+        if worst > bound:
+            bad = int((diff > bound).sum())
+            raise ParityError(f"{label} differs from the frozen graph by {worst:.3g} (> {key}="
+                              f"{bound:.3g}) on {bad} of {len(diff)} samples")
+    measures = agreement(*(_joined(runs, batch) for runs in (expected_all, got_all)))
+    if isinstance(given, dict):
+        ok, message = gate(measures, given, key)
+        if not ok:
+            raise ParityError(f"{label} vs the frozen graph over {len(diff)} samples: "
+                              f"{message.removeprefix('parity: ')}")
     return {"parity_max_abs_diff": worst, "parity_mean_abs_diff": float(diff.mean()),
             "parity_samples": len(diff), "parity_tolerance": bound, "parity_against": "frozen graph",
-            **({"parity_inputs": source} if source else {})}
+            "parity_measures": measures, **({"parity_inputs": source} if source else {})}
+
+
+def _joined(runs: List[List["np.ndarray"]], batch: int) -> List["np.ndarray"]:
+    """Each output over all runs: batched outputs joined along the batch, one without a
+    batch dimension (a value per run) stacked, a run per row."""
+    import numpy as np
+    joined = []
+    for parts in zip(*runs):
+        batched = all(p.ndim >= 1 and p.shape[0] == batch for p in parts)
+        joined.append(np.concatenate(parts) if batched else np.stack(parts))
+    return joined
+
+
+def _shown(bounds: Dict[str, float]) -> str:
+    return "{" + ", ".join(f"{m}: {b:g}" for m, b in bounds.items()) + "}"
 
 
 def tolerance(given: Optional[float], default: float, expected: List["np.ndarray"]) -> float:
@@ -154,5 +234,5 @@ def evaluator(predictor: str, file_name: str):
         predict = getattr(tf_evaluate, predictor)(artifact.path / file_name)
         value, samples = tf_evaluate.score(predict, graph_inputs, outputs, evaluation,
                                            artifact.metadata.get("batch_size"))
-        return evaluation.judged(value, reference, samples)
+        return evaluation.record(value, reference, samples)
     return evaluate

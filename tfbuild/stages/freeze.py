@@ -119,7 +119,7 @@ def evaluate(artifact, evaluation, inputs) -> dict:
     meta = artifact.metadata
     value, samples = score_frozen(artifact.path / ARTIFACT, meta["inputs"], [o["name"] for o in meta["outputs"]],
                                   evaluation)
-    return evaluation.judged(value, None, samples)
+    return evaluation.record(value, None, samples)
 
 
 SPEC = StageSpec("freeze", settings, run, present=section("freeze"), upstream=(("placeholder", "train"),),
