@@ -199,7 +199,8 @@ def run_step(i: int, n: int, step: Step, work: Path, deadline: float) -> dict:
 # ----------------------------------------------------------------------------- output
 
 def fmt(x, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
+    """A number in `spec`; a tolerance given as {measure: bound} as it is."""
+    return "-" if x is None else format(x, spec) if isinstance(x, (int, float)) else str(x)
 
 
 def table(rows: List[dict]) -> str:
