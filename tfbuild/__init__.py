@@ -1,3 +1,3 @@
 """tfbuild: Make for TensorFlow deployment artifacts."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

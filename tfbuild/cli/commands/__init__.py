@@ -43,7 +43,7 @@ Usage:
 
 Run keys:    build_dir=build lock_file=tfbuild.lock report_file=PATH dry_run=true
              force=true|[STAGE,...] verify=true bench.enabled=false verbose=true
-Target keys: checkpoint.path model placeholder freeze onnx trt tflite (docs/interface.md)
+Target keys: checkpoint.path model placeholder freeze onnx trt tflite evaluate (docs/interface.md)
 
 Examples:
   tfbuild target=densenet_tflite dry_run=true       # what is stale, and why
