@@ -306,3 +306,15 @@ def test_locked_fails_in_one_line_when_the_lock_file_is_out_of_date(tfbuild, pro
     assert run.code == 1 and run.err.strip() == (
         "tfbuild: error: tfbuild.lock is out of date for tiny_frozen: freeze: freeze.tolerance "
         "changed: 0.0001 → 0.001: build it (without locked=true) and commit the lock file")
+
+
+@pytest.mark.parametrize("drop", ["tflite=null", "~tflite", "drop=[tflite]"])
+def test_a_stage_is_dropped_from_the_command_line(tfbuild, drop):
+    run = tfbuild("target=tiny_tflite", drop, "dry_run=true")
+    assert run.code == 0, run.err
+    assert [s["name"] for s in run.report["stages"]] == ["train", "placeholder", "freeze"]
+
+
+def test_dropping_what_is_not_a_stage_is_one_line_exit_2(tfbuild):
+    run = tfbuild("target=tiny_tflite", "drop=[bench]", "dry_run=true")
+    assert run.code == 2 and "drop=bench: not a stage section" in run.err
