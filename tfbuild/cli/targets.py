@@ -127,3 +127,20 @@ class TargetsSource(ConfigSource):
         if config_path != "target" or results_filter == ObjectType.GROUP:
             return []
         return sorted(p.stem for p in self._dir().glob("*.yaml"))
+
+
+def compose(name: str, overrides: List[str]):
+    """Target NAME's config with `overrides`, as the build composes it (Hydra's compose
+    API), for the commands that are not builds; one line on a bad request."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .config_errors import one_line
+
+    check_name(name)
+    try:
+        with initialize_config_dir(config_dir=str(data_dir("conf")), version_base="1.3"):
+            return OmegaConf.to_object(hydra_compose("config", overrides=[f"target={name}", *overrides]))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(one_line(str(e))) from None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List
 
 from ..report import Reporter
-from . import gc, inspect, version
+from . import doctor, gc, inspect, version
 from . import list as list_  # the module `list`, not the builtin
 
 
@@ -27,6 +27,7 @@ class Command:
 COMMANDS: Dict[str, Command] = {
     "list": Command("", "the targets: ./targets/ first, then shipped", list_.run),
     "inspect": Command("target=NAME", "the target's model: inputs, likely outputs, signatures", inspect.run),
+    "doctor": Command("[target=NAME] [report_file=F]", "what this machine can build, and how to fix what not", doctor.run),
     "gc": Command("[dry_run=true]", "delete what no lock entry and no link uses", gc.run),
     "--version": Command("", "tfbuild, TensorFlow, Hydra, TensorRT, ...", version.run),
 }

@@ -11,25 +11,14 @@ from ..report import Reporter
 
 
 def run(args: List[str], reporter: Reporter) -> int:
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
     from rich.markup import escape
 
-    from ..config_errors import one_line
-    from ..targets import check_name, data_dir
+    from ..targets import compose
 
     name = next((a.split("=", 1)[1] for a in args if a.startswith("target=")), None)
     if name is None:
         raise ConfigError("inspect needs a target: tfbuild inspect target=NAME [KEY=VALUE ...]")
-    check_name(name)
-    overrides = [a for a in args if not a.startswith("target=")]
-    try:
-        with initialize_config_dir(config_dir=str(data_dir("conf")), version_base="1.3"):
-            cfg = OmegaConf.to_object(compose("config", overrides=[f"target={name}", *overrides]))
-    except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(one_line(str(e))) from None
+    cfg = compose(name, [a for a in args if not a.startswith("target=")])
     path = cfg.checkpoint.path or _built_graph(cfg, name)
     if not path:
         raise ConfigError(f"target {name} names no checkpoint.path and its placeholder graph is not "
