@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -130,8 +131,9 @@ class Reporter:
 
     def plan(self, target: str, decisions: Sequence) -> None:
         table = Table(title=f"plan for {target}", title_justify="left")
-        for col in ("stage", "status", "reason"):
-            table.add_column(col)
+        table.add_column("stage", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("reason", overflow="fold")   # the only column that wraps
         for d in decisions:
             status = "stale" if d.stale else "fresh"
             table.add_row(d.name, f"[{'yellow' if d.stale else 'dim'}]{status}[/]", escape(d.reason))
@@ -144,18 +146,28 @@ class Reporter:
         where = f" (in {_short(folder)}/)" if folder else ""
         table = Table(title=f"{report['target']}: {'ok' if report['ok'] else 'FAILED'}{where}",
                       title_justify="left")
-        for col, kw in (("stage", {}), ("status", {}), ("reason", {"overflow": "fold", "ratio": 1}),
-                        ("time", {"justify": "right", "no_wrap": True}), ("artifact, size", {"no_wrap": True})):
-            table.add_column(col, **kw)
+        # Stage, status and time never wrap; the reason wraps only when it must;
+        # a long artifact path is shortened in its middle to what is left.
+        table.add_column("stage", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("reason", overflow="fold")
+        table.add_column("time", justify="right", no_wrap=True)
+        table.add_column("artifact, size", no_wrap=True, overflow="ellipsis")
         failed = [s for s in report["stages"] if s["status"] == "failed"]
+        rows = []
         for s in report["stages"]:
-            style = STATUS_STYLE.get(s["status"], "")
             reason = "see below" if s in failed else s["reason"]  # too long for a table cell
             shown = s.get("link") or s.get("artifact")
             shown = os.path.relpath(shown, folder) if shown and folder else _short(shown)
             size = f" ({human_size(s['size'])})" if s.get("size") is not None and shown else ""
-            table.add_row(s["name"], f"[{style}]{s['status']}[/]", escape(reason),
-                          f"{s['seconds']:.1f}s", escape(shown or "") + size)
+            rows.append((s, reason, shown or "", size, f"{s['seconds']:.1f}s"))
+        room = _artifact_room(self.console.width, [(s["name"], s["status"], reason, secs, shown + size)
+                                                   for s, reason, shown, size, secs in rows])
+        for s, reason, shown, size, secs in rows:
+            style = STATUS_STYLE.get(s["status"], "")
+            shown = shorten_path(shown, max(room - cell_len(size), 1)) if shown else ""
+            table.add_row(s["name"], f"[{style}]{s['status']}[/]", escape(reason), secs,
+                          escape(shown) + size)
         self.console.print(table)
         for s in failed:
             self.console.print(f"[bold red]{s['name']} failed:[/] {escape(s['reason'])}", soft_wrap=True)
@@ -172,3 +184,63 @@ def _short(path: Optional[str]) -> str:
         return str(Path(path).relative_to(Path.cwd()))
     except ValueError:
         return path
+
+
+_ELLIPSIS = "…"
+_HEADERS = ("stage", "status", "reason", "time", "artifact, size")
+
+
+def _artifact_room(width: int, rows: Sequence[Sequence[str]]) -> int:
+    """Columns the summary's artifact cells may take so the table fits `width`.
+
+    Stage, status and time take what they need; the reason gets the room it needs
+    next, unless that leaves the artifact less than its file name and size (then
+    the reason wraps, at its longest word at the narrowest); the artifact gets the rest.
+    """
+    need = [max([cell_len(h)] + [cell_len(r[i]) for r in rows]) for i, h in enumerate(_HEADERS)]
+    avail = width - (3 * len(_HEADERS) + 1) - need[0] - need[1] - need[3]   # borders and padding
+    reason, artifact = need[2], need[4]
+    if reason + artifact <= avail:
+        return artifact
+    words = max([cell_len(w) for r in rows for w in r[2].split()] + [cell_len(_HEADERS[2])])
+    floor = max([cell_len(_HEADERS[4])] + [cell_len(_tail(r[4])) for r in rows if r[4]])
+    floor = min(floor, artifact, avail * 3 // 5, max(avail - words, cell_len(_HEADERS[4])))
+    return max(avail - reason, floor, 1)
+
+
+def _tail(cell: str) -> str:
+    """The least an artifact cell shows: '…/' + its file name, and its size."""
+    path, sep, size = cell.partition(" (")
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return f"{_ELLIPSIS}/{name}{sep}{size}" if "/" in path.rstrip("/") else cell
+
+
+def shorten_path(path: str, width: int) -> str:
+    """`path` in at most `width` columns, shortened in its middle: the first folder and the
+    file name are kept first (`build/…/model.tflite`), then as many folders after the first
+    and before the file name as fit (`build/store/…/model.tflite`); else `…/model.tflite`,
+    else the file name shortened in its middle."""
+    if cell_len(path) <= width:
+        return path
+    absolute = path.startswith("/")
+    parts = [p for p in path.split("/") if p]
+    if absolute and parts:
+        parts[0] = "/" + parts[0]
+    name = parts[-1] if parts else path
+    if len(parts) >= 3:
+        head, tail, i, j = [parts[0]], [name], 1, len(parts) - 2   # i, j: next folders to add
+        if cell_len("/".join(head + [_ELLIPSIS] + tail)) <= width:
+            grew = True
+            while grew and i <= j:        # a folder more at the front, then one at the back
+                grew = False
+                if cell_len("/".join(head + [parts[i], _ELLIPSIS] + tail)) <= width:
+                    head, i, grew = head + [parts[i]], i + 1, True
+                if i <= j and cell_len("/".join(head + [_ELLIPSIS, parts[j]] + tail)) <= width:
+                    tail, j, grew = [parts[j]] + tail, j - 1, True
+            return path if i > j else "/".join(head + [_ELLIPSIS] + tail)
+    if len(parts) >= 2 and cell_len(f"{_ELLIPSIS}/{name}") <= width:
+        return f"{_ELLIPSIS}/{name}"
+    if width < 3:
+        return name[:max(width, 0)]
+    keep = width - 1                      # the file name itself, shortened in its middle
+    return name[:(keep + 1) // 2] + _ELLIPSIS + name[len(name) - keep // 2:]
