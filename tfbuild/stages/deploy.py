@@ -224,14 +224,14 @@ def tolerance(given: Optional[float], default: float, expected: List["np.ndarray
 
 def evaluator(predictor: str, file_name: str):
     """`evaluate` of a deployment stage: its artifact and its frozen graph on the user's
-    data, judged against each other. `predictor` names the tfbuild.tf.evaluate function
-    that runs the artifact (imported when the stage evaluates: no TensorFlow before)."""
+    data, judged against each other. `predictor` names the tfbuild.tf.runtimes function
+    that loads the artifact (imported when the stage evaluates: no TensorFlow before)."""
     def evaluate(artifact: Artifact, evaluation, inputs: Dict[str, Artifact]) -> dict:
-        from ..tf import evaluate as tf_evaluate
+        from ..tf import evaluate as tf_evaluate, runtimes
         freeze = inputs["freeze"]
         graph_inputs, outputs = graph_io(freeze)
         reference, _ = tf_evaluate.score_frozen(frozen(freeze), graph_inputs, outputs, evaluation)
-        predict = getattr(tf_evaluate, predictor)(artifact.path / file_name)
+        predict = getattr(runtimes, predictor)(artifact.path / file_name)
         value, samples = tf_evaluate.score(predict, graph_inputs, outputs, evaluation,
                                            artifact.metadata.get("batch_size"))
         return evaluation.record(value, reference, samples)

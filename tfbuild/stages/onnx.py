@@ -72,7 +72,7 @@ def preflight(s: Settings) -> None:
 
 
 def run(inputs, s: Settings, out: Path, log) -> dict:
-    from ..tf.runtimes import run_onnx
+    from ..tf.runtimes import onnx_predictor
     from ..tf.onnx_convert import TOLERANCE, convert
 
     o, freeze = s.onnx, inputs["freeze"]
@@ -83,7 +83,7 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     meta = convert(deploy.frozen(freeze), graph_inputs, outputs, opset=o.opset, batch_size=o.batch_size,
                    precision=o.precision, calibration=data.calibration if int8 else None,
                    symmetric=s.symmetric, out=path, verbose=getattr(log, "verbose", False))
-    return {**meta, **deploy.parity(freeze, data.parity, batch, lambda f: run_onnx(path, f),
+    return {**meta, **deploy.parity(freeze, data.parity, batch, onnx_predictor(path),
                                     f"ONNX {o.precision} model", "onnx", o.tolerance, TOLERANCE[o.precision],
                                     data.parity_source)}
 
@@ -100,4 +100,4 @@ def bench(artifact, b, inputs) -> dict:
 SPEC = StageSpec("onnx", settings, run, present=present, upstream=("freeze",), artifact=ARTIFACT,
                  tools=("tensorflow", "tf2onnx", "onnxruntime", "onnx"),
                  files=lambda s: deploy.calibration_input(s.onnx.calibration),
-                 check=check, preflight=preflight, bench=bench, evaluate=deploy.evaluator("onnx_predict", ARTIFACT))
+                 check=check, preflight=preflight, bench=bench, evaluate=deploy.evaluator("onnx_predictor", ARTIFACT))

@@ -34,7 +34,7 @@ def check(s: Settings) -> None:
 
 
 def run(inputs, s: Settings, out: Path, log) -> dict:
-    from ..tf.runtimes import run_tflite
+    from ..tf.runtimes import tflite_predictor
     from ..tf.tflite_convert import TOLERANCE, convert
 
     t, freeze = s.tflite, inputs["freeze"]
@@ -44,7 +44,7 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     path = out / ARTIFACT
     meta = convert(deploy.frozen(freeze), graph_inputs, outputs, t.precision, t.batch_size,
                    data.calibration if int8 else None, path, verbose=getattr(log, "verbose", False))
-    return {**meta, **deploy.parity(freeze, data.parity, t.batch_size, lambda f: run_tflite(path, f),
+    return {**meta, **deploy.parity(freeze, data.parity, t.batch_size, tflite_predictor(path),
                                     f"TFLite {t.precision} model", "tflite", t.tolerance, TOLERANCE[t.precision],
                                     data.parity_source)}
 
@@ -62,4 +62,4 @@ def bench(artifact, b, inputs) -> dict:
 SPEC = StageSpec("tflite", settings, run, present=section("tflite"),
                  upstream=("freeze",), artifact=ARTIFACT, tools=("tensorflow",),
                  files=lambda s: deploy.calibration_input(s.tflite.calibration), check=check, bench=bench,
-                 evaluate=deploy.evaluator("tflite_predict", ARTIFACT))
+                 evaluate=deploy.evaluator("tflite_predictor", ARTIFACT))

@@ -7,8 +7,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .graph_io import frozen_runner, node_of
-from .runtimes import onnx_session, run_tflite
+from .graph_io import frozen_runner
 
 Predict = Callable[[Dict[str, np.ndarray]], List[np.ndarray]]   # feeds by input name -> outputs
 _FROZEN: Dict[Tuple[str, str], Tuple[float, int]] = {}           # one score per graph and evaluation
@@ -34,11 +33,3 @@ def score_frozen(frozen_pb: Path, inputs: List[dict], outputs: List[str], evalua
             _FROZEN[key] = score(run, inputs, outputs, evaluation, None)
     return _FROZEN[key]
 
-
-def tflite_predict(path: Path) -> Predict:
-    return lambda feeds: run_tflite(path, feeds)
-
-
-def onnx_predict(path: Path) -> Predict:
-    session = onnx_session(path)
-    return lambda feeds: session.run(None, {node_of(k): v for k, v in feeds.items()})

@@ -89,9 +89,14 @@ def run_tflite(model_path: Path, feeds: Mapping[str, np.ndarray]) -> list[np.nda
     output names given to the converter (convert() checks and records them),
     so they line up with run_frozen(..., outputs) by position.
     """
+    return tflite_predictor(model_path)(feeds)
+
+
+def tflite_predictor(model_path: Path):
+    """run(feeds by input name) -> outputs, as run_tflite, on one interpreter for many
+    runs (parity, evaluation): loading a model per batch costs more than running it."""
     interpreter = load_interpreter(model_path=str(model_path))
-    run = tflite_runner(interpreter, feeds)
-    return [np.copy(o) for o in run()]
+    return lambda feeds: [np.copy(o) for o in tflite_runner(interpreter, feeds)()]
 
 
 def xnnpack_ops(interpreter) -> dict:
@@ -140,9 +145,16 @@ def onnx_session(model: Path | bytes, threads: int | None = None):
 def run_onnx(model_path: Path, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """Run an ONNX model once; `feeds` keyed by input name (the frozen graph's input
     nodes, ':0' accepted); outputs in the model's output order."""
+    return onnx_predictor(model_path)(feeds)
+
+
+def onnx_predictor(model_path: Path):
+    """run(feeds by input name) -> outputs, as run_onnx, on one session for many runs."""
     session = onnx_session(model_path)
-    feed = {node_of(k): v for k, v in feeds.items()}
-    try:
-        return session.run(None, feed)
-    except Exception as e:  # noqa: BLE001  e.g. a missing feed, a feed of the wrong dtype or shape
-        raise StageFailed(f"running {Path(model_path).name} failed: {first_line(e)}") from None
+
+    def run(feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return session.run(None, {node_of(k): v for k, v in feeds.items()})
+        except Exception as e:  # noqa: BLE001  e.g. a missing feed, a feed of the wrong dtype or shape
+            raise StageFailed(f"running {Path(model_path).name} failed: {first_line(e)}") from None
+    return run
