@@ -32,13 +32,14 @@ import importlib
 import importlib.util
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .errors import ConfigError
+from .marks import PATH
 
 # name -> higher is better
 METRICS = {"top1": True, "top5": True, "mae": False, "mse": False}
@@ -616,7 +617,7 @@ def gate(figures: dict, tolerance: Mapping, key: str) -> Tuple[bool, str]:
 @dataclass(frozen=True)
 class Evaluation:
     """What the engine hands each stage's `evaluate` (engine.plan.Options.evaluation)."""
-    cfg: EvaluateCfg
+    cfg: EvaluateCfg = field(metadata=PATH)   # in a stage's settings, `identity` stands for it
     identity: str     # digest of the data's bytes, the settings and the code that scores
 
     def record(self, value: float, reference: Optional[float], samples: int) -> dict:

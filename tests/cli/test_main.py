@@ -238,21 +238,35 @@ def test_tensorflow_start_up_lines_do_not_reach_the_user(project):
     assert all(len(line) <= 80 for line in proc.stdout.splitlines()[:-1]), proc.stdout  # 80 columns
 
 
-def test_interrupt_prints_one_line_exits_130_and_leaves_no_scratch(project):
-    proc = subprocess.Popen([sys.executable, "-m", "tfbuild", "target=tiny_frozen", "train.steps=100000",
-                             "bench.enabled=false"], cwd=project, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not list((project / "build/tmp").glob("train-*")) and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+LONG_TRAINING = ("target=tiny_frozen", "train.steps=100000")
+LONG_CALIBRATION = ("target=tiny_tflite", "tflite.precision=INT8", "tflite.calibration.path=null",
+                    "tflite.calibration.random=true", "tflite.calibration.num_samples=3000")
+
+
+@pytest.mark.parametrize("args, stage, after, group", [
+    (LONG_TRAINING, "train", 0.5, False),       # TensorFlow's training loop just started
+    (LONG_TRAINING, "train", 3.0, False),       # ... well under way
+    (LONG_TRAINING, "train", 3.0, True),        # Ctrl-C in a terminal: the whole process group
+    (LONG_CALIBRATION, "tflite", 1.0, True),    # TFLite's converter calibrating INT8
+], ids=["training-start", "training", "training-group", "converter-group"])
+def test_interrupt_prints_one_line_exits_130_and_leaves_no_scratch(project, args, stage, after, group):
+    proc = subprocess.Popen([sys.executable, "-m", "tfbuild", *args, "bench.enabled=false"], cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=group)
+    deadline = time.time() + 300
+    while not list((project / "build/tmp").glob(f"{stage}-*")) and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(after)
+    assert proc.poll() is None, f"the {stage} stage ended before the interrupt"
+    os.killpg(proc.pid, signal.SIGINT) if group else proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert one_error_line(err).startswith("interrupted")
-    assert "Traceback" not in out + err
+    said = "\n".join(line for line in err.splitlines() if not line.startswith("warning: "))
+    assert one_error_line(said).startswith("interrupted")
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
     assert not list((project / "build/tmp").glob("*"))
-    assert not (project / "tfbuild.lock").exists()
+    assert not list((project / "build/store").glob(f"{stage}/*"))
+    assert not (project / "tfbuild.lock").exists() or stage not in (project / "tfbuild.lock").read_text()
 
 
 def test_unknown_node_names_are_found_in_the_users_graph_before_anything_runs(project, capsys):

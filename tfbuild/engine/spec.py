@@ -50,6 +50,9 @@ class StageSpec:
     # (artifact, evaluation, upstream artifacts by name) -> a record with `ok` and `message`:
     # the artifact's accuracy on the user's data; not ok fails the stage, nothing published.
     evaluate: Optional[Callable[[Artifact, Any, Dict[str, Artifact]], dict]] = None
+    # (settings, upstream artifacts by name, logger) -> the INT8 model's layers, the worst
+    # first (`tfbuild inspect target=NAME quantization=true`)
+    quantization: Optional[Callable[[Any, Dict[str, Artifact], Any], list]] = None
 
     @property
     def module(self) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 from ..engine.spec import Artifact
-from ..errors import TfbuildError
+from ..errors import StageFailed, TfbuildError
 from ..marks import PATH
 from ..backends import PRECISIONS, check_precision
 from .common import at_least
@@ -227,12 +227,89 @@ def evaluator(predictor: str, file_name: str):
     data, judged against each other. `predictor` names the tfbuild.tf.runtimes function
     that loads the artifact (imported when the stage evaluates: no TensorFlow before)."""
     def evaluate(artifact: Artifact, evaluation, inputs: Dict[str, Artifact]) -> dict:
-        from ..tf import evaluate as tf_evaluate, runtimes
-        freeze = inputs["freeze"]
-        graph_inputs, outputs = graph_io(freeze)
-        reference, _ = tf_evaluate.score_frozen(frozen(freeze), graph_inputs, outputs, evaluation)
+        from ..tf import runtimes
         predict = getattr(runtimes, predictor)(artifact.path / file_name)
-        value, samples = tf_evaluate.score(predict, graph_inputs, outputs, evaluation,
-                                           artifact.metadata.get("batch_size"))
-        return evaluation.record(value, reference, samples)
+        return evaluation.record(*scored(inputs["freeze"], evaluation, predict, artifact.metadata.get("batch_size")))
     return evaluate
+
+
+def scored(freeze: Artifact, evaluation, predict, batch: Optional[int]):
+    """(value, the frozen graph's value, samples) of `predict` on the evaluation's data."""
+    from ..tf import evaluate as tf_evaluate
+    graph_inputs, outputs = graph_io(freeze)
+    reference, _ = tf_evaluate.score_frozen(frozen(freeze), graph_inputs, outputs, evaluation)
+    value, samples = tf_evaluate.score(predict, graph_inputs, outputs, evaluation, batch)
+    return value, reference, samples
+
+
+# ----------------------------------------------------------------------------- INT8 layers kept in float
+
+AUTO = "auto"
+AUTO_TRIES = (1, 2, 4, 8, 16)   # how many of the worst layers `auto` keeps in float, try by try
+
+
+def float_layers(key: str, value, precision: str):
+    """`tflite.float_ops` / `onnx.float_nodes` as the stage uses it: a tuple of layer names,
+    or "auto"; () where the stage does not quantize (so an FP32 job of a sweep that sets
+    it shares its artifact). Anything else: a one-line ConfigError."""
+    if precision != "INT8" or value is None:
+        return ()
+    if value == AUTO:
+        return AUTO
+    from collections.abc import Sequence
+    from ..errors import ConfigError
+    if isinstance(value, str) or not isinstance(value, Sequence) or \
+            not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key}={value!r}: give a list of layer names "
+                          f"(tfbuild inspect target=NAME quantization=true lists them) or {AUTO}")
+    return tuple(value)
+
+
+def auto_evaluation(cfg, kept) -> Optional[Any]:
+    """The evaluation `auto` judges tries by: the target's, when it evaluates."""
+    if kept != AUTO or cfg.evaluate is None:
+        return None
+    from ..evaluation import evaluation
+    return evaluation(cfg.evaluate)
+
+
+def with_float_layers(key: str, kept, build, rank, holds, log) -> dict:
+    """Build the INT8 artifact with the layers `kept` in float: `build(names) -> metadata`.
+    "auto": all INT8 first, then the worst layers by `rank()` (1, 2, 4, ...) until
+    `holds() -> (ok, one line)`; which were kept and every try are recorded."""
+    if kept != AUTO:
+        return {**build(list(kept)), "float_layers": list(kept)}
+    meta, (ok, said) = build([]), holds()
+    tries = [{"float_layers": 0, "holds": ok, "result": said}]
+    layers = [] if ok else rank()
+    names: List[str] = []
+    for count in AUTO_TRIES:
+        if ok or len(names) == len(layers):
+            break
+        names = [layer.name for layer in layers[:count]]
+        log.info(f"{key}=auto: {said}; trying again with the {_worst(len(names))} in float")
+        meta, (ok, said) = build(names), holds()
+        tries.append({"float_layers": len(names), "holds": ok, "result": said})
+    if not ok:
+        raise StageFailed(f"{key}=auto: INT8 misses its goal even with {len(names)} of {len(layers)} "
+                          f"layers in float ({said}): use FP16, or calibration data like the data it is "
+                          f"judged on")
+    return {**meta, "float_layers": names, "float_tries": tries}
+
+
+def _worst(count: int) -> str:
+    return "worst layer" if count == 1 else f"{count} worst layers"
+
+
+def goal(freeze: Artifact, evaluation, predict, batch: Optional[int], check_parity):
+    """(ok, one line): the evaluation's goal where the target evaluates, else parity."""
+    from ..errors import ParityError
+    if evaluation is None:
+        try:
+            check_parity()
+        except ParityError as e:
+            return False, str(e)
+        return True, "parity holds"
+    from ..evaluation import judge
+    value, reference, _ = scored(freeze, evaluation, predict, batch)
+    return judge(evaluation.cfg, value, reference)

@@ -8,9 +8,9 @@ onnx section still has this stage when its trt stage builds a TensorRT engine
 settings, so a sweep over trt keys shares its ONNX models."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .. import backends
 from ..errors import ConfigError
@@ -26,6 +26,8 @@ OPSETS = (9, 18)   # what the pinned tf2onnx (1.17) writes
 class OnnxCfg(deploy.DeployCfg):
     opset: int = 17
     batch_size: Optional[int] = 1        # null: a dynamic batch dimension
+    # INT8: nodes kept in float (TensorFlow node names), or `auto` (deploy.with_float_layers)
+    float_nodes: Any = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Settings:
     # INT8 activations with zero point 0, for a TensorRT engine: its parser takes no
     # other Q/DQ form, while onnxruntime on a CPU runs asymmetric ones ~30% faster.
     symmetric: bool = False
+    evaluation: Optional[Any] = None   # what `float_nodes: auto` is judged by (else parity)
 
 
 def present(cfg) -> bool:
@@ -47,7 +50,9 @@ def settings(cfg, deps) -> Settings:
     else:
         deploy.check_section(cfg, "onnx")
         o = cfg.onnx
-    return Settings(o, symmetric=o.precision == "INT8" and backends.needs_onnx(cfg))
+        o.float_nodes = deploy.float_layers("onnx.float_nodes", o.float_nodes, o.precision)
+    return Settings(o, symmetric=o.precision == "INT8" and backends.needs_onnx(cfg),
+                    evaluation=deploy.auto_evaluation(cfg, o.float_nodes))
 
 
 def for_trt(cfg) -> OnnxCfg:
@@ -76,16 +81,34 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     from ..tf.onnx_convert import TOLERANCE, convert
 
     o, freeze = s.onnx, inputs["freeze"]
-    graph_inputs, outputs = deploy.graph_io(freeze)
-    int8, batch = o.precision == "INT8", o.batch_size or PARITY_SAMPLES
+    graph, (graph_inputs, outputs) = deploy.frozen(freeze), deploy.graph_io(freeze)
+    int8, batch, verbose = o.precision == "INT8", o.batch_size or PARITY_SAMPLES, getattr(log, "verbose", False)
     data = deploy.samples(freeze, "onnx", o.calibration, int8, batch, log)
     path = out / ARTIFACT
-    meta = convert(deploy.frozen(freeze), graph_inputs, outputs, opset=o.opset, batch_size=o.batch_size,
-                   precision=o.precision, calibration=data.calibration if int8 else None,
-                   symmetric=s.symmetric, out=path, verbose=getattr(log, "verbose", False))
-    return {**meta, **deploy.parity(freeze, data.parity, batch, onnx_predictor(path),
-                                    f"ONNX {o.precision} model", "onnx", o.tolerance, TOLERANCE[o.precision],
-                                    data.parity_source)}
+
+    def build(float_nodes):
+        return convert(graph, graph_inputs, outputs, opset=o.opset, batch_size=o.batch_size, precision=o.precision,
+                       calibration=data.calibration if int8 else None, symmetric=s.symmetric, out=path,
+                       float_nodes=float_nodes, verbose=verbose)
+
+    def parity():
+        return deploy.parity(freeze, data.parity, batch, onnx_predictor(path), f"ONNX {o.precision} model",
+                             "onnx", o.tolerance, TOLERANCE[o.precision], data.parity_source)
+
+    meta = deploy.with_float_layers(
+        "onnx.float_nodes", o.float_nodes, build, log=log, rank=lambda: quantization(s, inputs, log, data),
+        holds=lambda: deploy.goal(freeze, s.evaluation, onnx_predictor(path), o.batch_size, parity),
+    ) if int8 else build(())
+    return {**meta, **parity()}
+
+
+def quantization(s: Settings, inputs, log, data=None) -> list:
+    """The INT8 model's nodes, the worst first, on the calibration data."""
+    from ..tf.onnx_convert import layer_errors
+    o, freeze = s.onnx, inputs["freeze"]
+    data = data or deploy.samples(freeze, "onnx", o.calibration, True, o.batch_size or PARITY_SAMPLES, log)
+    return layer_errors(deploy.frozen(freeze), *deploy.graph_io(freeze), opset=o.opset, batch_size=o.batch_size,
+                        calibration=data.calibration, symmetric=s.symmetric, verbose=getattr(log, "verbose", False))
 
 
 def bench(artifact, b, inputs) -> dict:
@@ -100,4 +123,5 @@ def bench(artifact, b, inputs) -> dict:
 SPEC = StageSpec("onnx", settings, run, present=present, upstream=("freeze",), artifact=ARTIFACT,
                  tools=("tensorflow", "tf2onnx", "onnxruntime", "onnx"),
                  files=lambda s: deploy.calibration_input(s.onnx.calibration),
-                 check=check, preflight=preflight, bench=bench, evaluate=deploy.evaluator("onnx_predictor", ARTIFACT))
+                 check=check, preflight=preflight, bench=bench, evaluate=deploy.evaluator("onnx_predictor", ARTIFACT),
+                 quantization=quantization)

@@ -5,8 +5,9 @@ Precision, tolerance and calibration are checked where the settings are made,
 the batch size by `check`, all before any stage runs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Optional
 
 from ..engine.spec import StageSpec, section
 from . import deploy
@@ -17,16 +18,21 @@ ARTIFACT = "model.tflite"
 @dataclass
 class TfliteCfg(deploy.DeployCfg):
     batch_size: int = 1
+    # INT8: layers kept in float (TensorFlow node names), or `auto` (deploy.with_float_layers)
+    float_ops: Any = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Settings:
     tflite: TfliteCfg
+    evaluation: Optional[Any] = None   # what `float_ops: auto` is judged by (else parity)
 
 
 def settings(cfg, deps) -> Settings:
     deploy.check_section(cfg, "tflite")
-    return Settings(cfg.tflite)
+    t = cfg.tflite
+    t.float_ops = deploy.float_layers("tflite.float_ops", t.float_ops, t.precision)
+    return Settings(t, deploy.auto_evaluation(cfg, t.float_ops))
 
 
 def check(s: Settings) -> None:
@@ -38,15 +44,33 @@ def run(inputs, s: Settings, out: Path, log) -> dict:
     from ..tf.tflite_convert import TOLERANCE, convert
 
     t, freeze = s.tflite, inputs["freeze"]
-    graph_inputs, outputs = deploy.graph_io(freeze)
-    int8 = t.precision == "INT8"
+    graph, (graph_inputs, outputs) = deploy.frozen(freeze), deploy.graph_io(freeze)
+    int8, verbose = t.precision == "INT8", getattr(log, "verbose", False)
     data = deploy.samples(freeze, "tflite", t.calibration, int8, t.batch_size, log)
     path = out / ARTIFACT
-    meta = convert(deploy.frozen(freeze), graph_inputs, outputs, t.precision, t.batch_size,
-                   data.calibration if int8 else None, path, verbose=getattr(log, "verbose", False))
-    return {**meta, **deploy.parity(freeze, data.parity, t.batch_size, tflite_predictor(path),
-                                    f"TFLite {t.precision} model", "tflite", t.tolerance, TOLERANCE[t.precision],
-                                    data.parity_source)}
+
+    def build(float_ops):
+        return convert(graph, graph_inputs, outputs, t.precision, t.batch_size,
+                       data.calibration if int8 else None, path, float_ops=float_ops, verbose=verbose)
+
+    def parity():
+        return deploy.parity(freeze, data.parity, t.batch_size, tflite_predictor(path), f"TFLite {t.precision} model",
+                             "tflite", t.tolerance, TOLERANCE[t.precision], data.parity_source)
+
+    meta = deploy.with_float_layers(
+        "tflite.float_ops", t.float_ops, build, log=log, rank=lambda: quantization(s, inputs, log, data),
+        holds=lambda: deploy.goal(freeze, s.evaluation, tflite_predictor(path), t.batch_size, parity),
+    ) if int8 else build(())
+    return {**meta, **parity()}
+
+
+def quantization(s: Settings, inputs, log, data=None) -> list:
+    """The INT8 model's layers, the worst first, on the calibration data."""
+    from ..tf.tflite_convert import layer_errors
+    t, freeze = s.tflite, inputs["freeze"]
+    data = data or deploy.samples(freeze, "tflite", t.calibration, True, t.batch_size, log)
+    return layer_errors(deploy.frozen(freeze), *deploy.graph_io(freeze), t.batch_size, data.calibration,
+                        verbose=getattr(log, "verbose", False))
 
 
 def bench(artifact, b, inputs) -> dict:
@@ -62,4 +86,4 @@ def bench(artifact, b, inputs) -> dict:
 SPEC = StageSpec("tflite", settings, run, present=section("tflite"),
                  upstream=("freeze",), artifact=ARTIFACT, tools=("tensorflow",),
                  files=lambda s: deploy.calibration_input(s.tflite.calibration), check=check, bench=bench,
-                 evaluate=deploy.evaluator("tflite_predictor", ARTIFACT))
+                 evaluate=deploy.evaluator("tflite_predictor", ARTIFACT), quantization=quantization)

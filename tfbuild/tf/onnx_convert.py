@@ -11,6 +11,7 @@ written that onnxruntime cannot load.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from collections import Counter
@@ -19,9 +20,10 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from tfbuild.errors import BackendUnavailable, CalibrationError, StageFailed, first_line
+from tfbuild.errors import BackendUnavailable, CalibrationError, ConfigError, StageFailed, first_line
 from tfbuild.tf.graph_io import node_of, read_graph_def
 from tfbuild.tf.runtimes import onnx_session
+from tfbuild.tf.quantization import Layer, relative, resolve, worst_first
 from tfbuild.tf.quiet import captured
 
 # Parity bounds (max abs diff against the frozen graph), for outputs in [0, 1];
@@ -56,11 +58,13 @@ def preflight() -> None:
 
 def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], *, opset: int,
             batch_size: Optional[int], precision: str, calibration: Optional[Dict[str, np.ndarray]],
-            out: Path, symmetric: bool = False, verbose: bool = False) -> dict:
+            out: Path, symmetric: bool = False, float_nodes: Sequence[str] = (),
+            verbose: bool = False) -> dict:
     """Write `out` (.onnx); return its metadata.
 
     `inputs`: the frozen graph's ({"name", "dtype", "shape"}); `calibration`: for INT8,
-    one array [N, ...] per input name. `verbose` lets tf2onnx's and TensorFlow's log
+    one array [N, ...] per input name; `float_nodes`: INT8 nodes left in float (names as
+    quantization.resolve takes them). `verbose` lets tf2onnx's and TensorFlow's log
     through; otherwise it is kept for the error message.
     """
     import onnx
@@ -71,7 +75,7 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], 
         with captured(verbose):
             model = convert_float_to_float16(model, keep_io_types=True)
     if precision == "INT8":
-        model = _quantize(model, inputs, calibration, batch_size, symmetric, verbose)
+        model = _quantize(model, inputs, calibration, batch_size, symmetric, verbose, float_nodes)
     _canonical(model.graph)
     for field in (model.graph.initializer, model.graph.value_info):  # the quantizer's order varies
         items = sorted(field, key=lambda item: item.name)
@@ -317,18 +321,70 @@ def _topological(nodes: list, key: dict) -> list:
 
 
 def _quantize(model, inputs: Sequence[Mapping], data: Optional[Dict[str, np.ndarray]],
-              batch_size: Optional[int], symmetric: bool, verbose: bool):
+              batch_size: Optional[int], symmetric: bool, verbose: bool, float_nodes: Sequence[str] = ()):
     """Static INT8 quantization into Q/DQ pairs, calibrated on `data` (one array per
     input; integer inputs such as token ids are fed as they are and not quantized).
     `symmetric`: the form a TensorRT engine is built from (_tensorrt_form: zero points of 0,
     int8 Q/DQ on the weighted ops' inputs only, float biases); otherwise onnxruntime's
     default form (every op it can quantize, int32 biases, asymmetric activations)."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    with _quantized(model, inputs, data, batch_size, symmetric, verbose, float_nodes) as (_, dst, _):
+        return onnx.load(str(dst))
+
+
+def layer_errors(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], *, opset: int,
+                 batch_size: Optional[int], calibration: Dict[str, np.ndarray], symmetric: bool = False,
+                 verbose: bool = False) -> list:
+    """The INT8 model's quantized nodes (quantization.Layer), the worst first, measured on
+    `calibration` with onnxruntime's qdq_loss_debug: the error each node's output has against
+    the float model's, less the worst of its inputs'."""
+    model = _tf2onnx(frozen_pb, inputs, outputs, opset, batch_size, verbose)
+    with _quantized(model, inputs, calibration, batch_size, symmetric, verbose) as (src, dst, batches), \
+            captured(verbose):
+        try:
+            return _added_errors(src, dst, batches)
+        except Exception as e:  # noqa: BLE001
+            raise StageFailed(f"onnxruntime's qdq_loss_debug failed on {frozen_pb.name}: {first_line(e)}") from None
+
+
+@contextlib.contextmanager
+def _quantized(model, inputs, data, batch_size, symmetric, verbose, float_nodes: Sequence[str] = ()):
+    """(float model, Q/DQ model, calibration feeds): paths in a scratch folder, while open."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     batches = _calibration_batches(inputs, data, batch_size or 1)
+    with tempfile.TemporaryDirectory(prefix="tfbuild-onnx-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, str(src))
+        with captured(verbose) as log:
+            try:
+                # onnxruntime's own pre-processing first: batch norm folded into the convolutions,
+                # shapes inferred, so the quantizer sees what onnxruntime will run. ONNX's shape
+                # inference suffices for tf2onnx's standard ops; the symbolic one needs sympy and
+                # fails on transformers' dynamic dims ("Incomplete symbolic shape inference").
+                quant_pre_process(str(src), str(src), skip_symbolic_shape=True)
+                pre = onnx.load(str(src))
+                form = _tensorrt_form(pre) if symmetric else {"extra_options": {"ActivationSymmetric": False}}
+                if float_nodes:
+                    nodes = [Layer(_stable(n.name), n.op_type, 0.0) for n in pre.graph.node]
+                    kept = set(resolve(float_nodes, nodes, "onnx.float_nodes"))
+                    form["nodes_to_exclude"] = [*form.get("nodes_to_exclude", []),
+                                                *(n.name for n in pre.graph.node if _stable(n.name) in kept)]
+                quantize_static(str(src), str(dst), _reader(batches), quant_format=QuantFormat.QDQ,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+                                **form)
+            except ConfigError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                raise StageFailed(f"onnxruntime could not quantize the model to INT8: {first_line(e)}"
+                                  f"{_said(log.lines, 'onnxruntime')}") from None
+        yield src, dst, batches
+
+
+def _reader(batches):
+    from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -337,24 +393,64 @@ def _quantize(model, inputs: Sequence[Mapping], data: Optional[Dict[str, np.ndar
         def get_next(self):
             return next(self.batches, None)
 
-    with tempfile.TemporaryDirectory(prefix="tfbuild-onnx-") as tmp, captured(verbose) as log:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(model, str(src))
-        try:
-            # onnxruntime's own pre-processing first: batch norm folded into the convolutions,
-            # shapes inferred, so the quantizer sees what onnxruntime will run. ONNX's shape
-            # inference suffices for tf2onnx's standard ops; the symbolic one needs sympy and
-            # fails on transformers' dynamic dims ("Incomplete symbolic shape inference").
-            quant_pre_process(str(src), str(src), skip_symbolic_shape=True)
-            form = _tensorrt_form(onnx.load(str(src))) if symmetric else {
-                "extra_options": {"ActivationSymmetric": False}}
-            quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
-                            **form)
-        except Exception as e:  # noqa: BLE001
-            raise StageFailed(f"onnxruntime could not quantize the model to INT8: {first_line(e)}"
-                              f"{_said(log.lines, 'onnxruntime')}") from None
-        return onnx.load(str(dst))
+    return Reader()
+
+
+def _added_errors(src: Path, dst: Path, batches) -> list:
+    import onnx
+    from onnxruntime.quantization import qdq_loss_debug as qdq
+
+    acts = {}
+    for which, path in (("float", src), ("qdq", dst)):
+        augmented = path.with_name(f"{which}-augmented.onnx")
+        qdq.modify_model_output_intermediate_tensors(str(path), str(augmented))
+        acts[which] = qdq.collect_activations(str(augmented), _reader(batches),
+                                              execution_providers=["CPUExecutionProvider"])
+    matched = qdq.create_activation_matching(acts["qdq"], acts["float"])
+    error = {name: relative(_mean_square(m["post_qdq"], m["float"]), _mean_square(m["float"]))
+             for name, m in matched.items() if m.get("float")}
+    graph = onnx.load(str(src)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    layers = []
+    for node in graph.node:
+        out = [error[o] for o in node.output if o in error]
+        if out:
+            group, inputs = _unmeasured_chain(node, producer, error)
+            before = max([error[i] for i in inputs] or [0.0])
+            layers.append(Layer(";".join(_stable(n.name) for n in group), group[-1].op_type, max(0.0, max(out) - before)))
+    return worst_first(layers)
+
+
+def _stable(node: str) -> str:
+    """A node's name less the number tf2onnx appends to the nodes it makes (`MatMul_Gemm__7`),
+    which counts process-wide: the name a user writes in onnx.float_nodes."""
+    return re.sub(r"__\d+$", "", node)
+
+
+def _unmeasured_chain(node, producer, measured):
+    """`node` and the nodes feeding it through tensors the Q/DQ model does not quantize
+    (e.g. a Gemm fused with its Relu): one layer, kept in float together; and the measured
+    tensors it reads."""
+    group, inputs, todo = [node], set(), list(node.input)
+    while todo:
+        name = todo.pop()
+        if name in measured:
+            inputs.add(name)
+        elif name in producer and producer[name] not in group:
+            group.insert(0, producer[name])
+            todo += producer[name].input
+    return group, inputs
+
+
+def _mean_square(values, minus=None) -> float:
+    """Mean square of the arrays in `values` (less `minus`'s, element by element)."""
+    total = count = 0
+    for i, v in enumerate(values):
+        v = np.asarray(v, dtype=np.float64)
+        if minus is not None:
+            v = v - np.asarray(minus[i], dtype=np.float64)
+        total, count = total + float(np.sum(v * v)), count + v.size
+    return total / max(count, 1)
 
 
 # TensorRT's explicit-quantization form (NVIDIA's Q/DQ placement recommendations): Q/DQ on

@@ -42,7 +42,7 @@ TOLERANCE = {
 
 def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
             precision: str, batch_size: int, calibration: Mapping[str, np.ndarray] | None,
-            out_path: Path, *, verbose: bool = False) -> dict:
+            out_path: Path, *, float_ops: Sequence[str] = (), verbose: bool = False) -> dict:
     """Write `out_path` (.tflite) with the batch fixed at `batch_size`; return its metadata.
 
     `inputs` items have `name`, `dtype` and `shape`: the batch (first) dimension may be
@@ -50,7 +50,8 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
     scalar input, kept as it is. INT8 uses post-training quantization calibrated on
     `calibration` ({input name: [N, ...] array}, scalars [N]): int8 weights and
     activations, float fallback for ops without an int8 kernel, model inputs and
-    outputs keep their dtypes. Converter logs show only when `verbose`.
+    outputs keep their dtypes; `float_ops` (layer names, see quantization.resolve) stay
+    float. Converter logs show only when `verbose`.
     """
     precision = _check_request(inputs, outputs, precision, batch_size)
     shapes = {spec["name"]: _pinned_shape(spec, batch_size) for spec in inputs}
@@ -62,7 +63,12 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
         _check_calibratable(graph_def)
     with captured(verbose) as chatter:
         try:
-            model = _convert(graph_def, shapes, outputs, precision, representative)
+            if float_ops and precision == "INT8":
+                model = _selective(graph_def, shapes, outputs, representative, float_ops)
+            else:
+                model = _converter(graph_def, shapes, outputs, precision, representative).convert()
+        except ConfigError:
+            raise
         except Exception as e:  # ConverterError and friends: report the first real error
             error = _first_error_line(f"{e}\n{chatter.stderr()}")
             raise StageFailed(f"TFLite {precision} conversion of {frozen_pb} failed: {_explain(error)}") from None
@@ -130,8 +136,60 @@ def _check_calibratable(graph_def) -> None:
                           f"use tflite.precision=FP16 or FP32")
 
 
-def _convert(graph_def, shapes: Mapping[str, list], outputs: Sequence[str], precision: str,
-             representative) -> bytes:
+def layer_errors(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], batch_size: int,
+                 calibration: Mapping[str, np.ndarray], *, verbose: bool = False) -> list:
+    """The INT8 model's quantized layers (quantization.Layer), the worst first, measured on
+    `calibration` by TensorFlow's QuantizationDebugger."""
+    shapes = {spec["name"]: _pinned_shape(spec, batch_size) for spec in inputs}
+    representative = _representative_dataset(inputs, shapes, calibration, batch_size)
+    graph_def = read_graph_def(frozen_pb)
+    _check_calibratable(graph_def)
+    with captured(verbose) as chatter:
+        try:
+            return _layers(_debugger(graph_def, shapes, outputs, representative))
+        except Exception as e:  # noqa: BLE001
+            error = _first_error_line(f"{e}\n{chatter.stderr()}")
+            raise StageFailed(f"TFLite's quantization debugger failed on {frozen_pb}: {_explain(error)}") from None
+
+
+def _debugger(graph_def, shapes, outputs, representative):
+    """A QuantizationDebugger of the INT8 model, measuring each layer's output power too."""
+    import tensorflow as tf
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics={"signal": lambda f, q, scale, zero: float(np.mean(np.square(f)))})
+    converter = _converter(graph_def, shapes, outputs, "INT8", representative)
+    return tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=representative,
+                                                     debug_options=options)
+
+
+def _layers(debugger) -> list:
+    """Each NumericVerify'd layer: its mean squared error against its float twin (run on
+    the same quantized inputs) over its output's mean square. Read through the public
+    CSV dump, which names each layer's tensor."""
+    import csv
+    import io
+    from tfbuild.tf.quantization import Layer, relative, worst_first
+    debugger.run()
+    dump = io.StringIO()
+    debugger.layer_statistics_dump(dump)
+    dump.seek(0)
+    return worst_first(Layer(row["tensor_name"], row["op_name"],
+                             relative(float(row["mean_squared_error"]), float(row["signal"])))
+                       for row in csv.DictReader(dump))
+
+
+def _selective(graph_def, shapes, outputs, representative, float_ops: Sequence[str]) -> bytes:
+    """The INT8 model with the layers `float_ops` names left in float (denylisted)."""
+    import tensorflow as tf
+    from tfbuild.tf.quantization import resolve
+    debugger = _debugger(graph_def, shapes, outputs, representative)
+    names = resolve(float_ops, _layers(debugger), "tflite.float_ops")
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
+    return debugger.get_nondebug_quantized_model()
+
+
+def _converter(graph_def, shapes: Mapping[str, list], outputs: Sequence[str], precision: str,
+               representative):
     import tensorflow as tf  # lazy: keeps `import tfbuild...` fast
 
     graph_def = _static_tensor_lists(_with_input_shapes(graph_def, shapes), shapes)
@@ -146,7 +204,7 @@ def _convert(graph_def, shapes: Mapping[str, list], outputs: Sequence[str], prec
     elif precision == "INT8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
-    return converter.convert()
+    return converter
 
 
 def _with_input_shapes(graph_def, shapes: Mapping[str, list]):
