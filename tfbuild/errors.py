@@ -44,6 +44,10 @@ class StageFailed(TfbuildError):
     exit_code = 1
 
 
+class DiskFull(StageFailed):
+    """A stage ran out of disk space (or quota) while writing its artifact."""
+
+
 class LockOutOfDate(TfbuildError):
     """`locked=true`, and the lock file does not record what this run would build."""
 

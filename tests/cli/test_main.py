@@ -165,6 +165,8 @@ def _calibration(project: Path) -> None:
     (project / "targets/bad_yaml.yaml").write_text("freeze:\n  outputs: [probs\nx: 1\n")
     (project / "notes.txt").write_text("just some text\n")
     (project / "targets/linked.yaml").symlink_to(project / "notes.txt")
+    (project / "user_builders.py").write_text("NUM_CLASSES = 10\n")
+    (project / "user_broken.py").write_text("import no_such_package_here\n")
 
 
 MISTAKES = [
@@ -181,6 +183,10 @@ MISTAKES = [
     (["+placeholder.inputs.0.colour=1"], "unknown key placeholder.inputs[0].colour"),
     (["placeholder.inputs=[{name:input,shape:[null,32,32,1]}]"], "has 1 channel(s)"),
     (["model._target_=nosuch.module.build"], "no module 'nosuch.module' is importable"),
+    # found by the placeholder stage's pre-flight, before train runs
+    (["model._target_=user_builders.NUM_CLASSES"], "is not callable (int 10)"),
+    (["model._target_=user_builders.build"], "module user_builders has no 'build'"),
+    (["model._target_=user_broken.build"], "importing user_broken failed: ModuleNotFoundError"),
     (["tflite.precision=INT8", "tflite.calibration.path=wrong_shape.npy"], "expected [N, 32, 32, 3]"),
     (["tflite.precision=INT8", "tflite.calibration.path=strings.npy"], "has dtype <U1"),
     (["tflite.precision=INT8", "tflite.calibration.path=bools.npy"], "has dtype complex"),
@@ -332,3 +338,18 @@ def test_a_stage_is_dropped_from_the_command_line(tfbuild, drop):
 def test_dropping_what_is_not_a_stage_is_one_line_exit_2(tfbuild):
     run = tfbuild("target=tiny_tflite", "drop=[bench]", "dry_run=true")
     assert run.code == 2 and "drop=bench: not a stage section" in run.err
+
+
+@pytest.mark.parametrize("damage", ["truncated data", "foreign index"])
+def test_a_damaged_checkpoint_is_one_line_and_leaves_no_build_dir(project, capsys, user_project, damage):
+    user_project(project)
+    if damage == "truncated data":
+        (data,) = (project / "ckpt").glob("*.data-*")
+        data.write_bytes(data.read_bytes()[:1000])
+    else:
+        (index,) = (project / "ckpt").glob("*.index")
+        index.write_text("not a checkpoint index\n")
+    code, out, err = run_main(capsys, "target=mine", "bench.enabled=false")
+    assert code == 2 and "Traceback" not in out + err
+    assert "ckpt/model.ckpt" in one_error_line(err)
+    assert not (project / "build").exists() and not (project / "tfbuild.lock").exists()

@@ -190,3 +190,16 @@ def test_a_lower_precision_slower_than_fp32_is_named_with_its_cause(tmp_path):
     _, out = show(tmp_path)
     assert "job 1 (INT8) is slower than job 0 (FP32): 12 ms vs 10 ms: 12 of its 40 ops run outside XNNPACK" in out
     assert "job 2" not in out.split("slower")[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["tflite.precision=FP32,fp64"], "sweep job 1 (tflite.precision=fp64): tflite.precision='fp64' is unknown"),
+    (["tflite.batch_size=1,0", "tflite.precision=FP32,FP16"], "sweep job 2 (tflite.batch_size=0 tflite.precision=FP32)"),
+])
+def test_a_sweep_with_one_bad_job_builds_no_job(project, capsys, args, expect):
+    from tfbuild.cli.main import main
+    assert main(["-m", "target=tiny_tflite", *args]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"tfbuild: error: {expect}"), err
+    assert not (project / "build").exists()

@@ -58,7 +58,7 @@ class GpuCfg:
 @dataclass
 class BoomCfg:
     message: str = "boom: the fake stage failed"
-    kind: str = "stage"        # "stage": StageFailed; "bug": RuntimeError
+    kind: str = "stage"        # "stage": StageFailed; "bug": RuntimeError; "full": a full disk
 
 
 @dataclass
@@ -216,6 +216,10 @@ class BoomSettings:
 def boom_run(inputs, s: BoomSettings, out: Path, log) -> dict:
     _seen("boom", s)
     (out / "partial.txt").write_text("half-written")
+    if s.kind == "full":   # the kernel's own ENOSPC: /dev/full refuses every write
+        (out / "model.bin").symlink_to("/dev/full")
+        with open(out / "model.bin", "wb") as f:
+            f.write(b"x" * 4096)
     if s.kind == "bug":
         raise RuntimeError(s.message)
     raise StageFailed(s.message)

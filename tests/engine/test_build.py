@@ -156,6 +156,17 @@ def test_an_unexpected_error_keeps_its_traceback(project):
     assert "Traceback" in trace and "boom_run" in trace
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full for a real ENOSPC")
+def test_a_full_disk_is_one_line_naming_the_path_and_space(project):
+    report = project.build(Cfg(boom=BoomCfg(kind="full"), after=fakes.AfterCfg()))
+    assert not report["ok"] and statuses(report)["boom"] == "failed"
+    reason = reasons(report)["boom"]
+    assert reason.startswith(f"no space left on the disk writing {project.opts.build_dir / 'tmp' / 'boom-'}")
+    assert "the stage had written 0.0 MiB" in reason and "MiB free there" in reason and "\n" not in reason
+    assert not [e for e in project.reporter.events if e[0] == "crashed"]   # no traceback
+    assert project.store_dirs("boom") == [] and list((project.opts.build_dir / "tmp").iterdir()) == []
+
+
 def test_a_failure_does_not_replace_the_last_good_lock_entry(project):
     project.build(Cfg(boom=BoomCfg(), after=fakes.AfterCfg()),
                   fakes.registry(boom=FIXED_BOOM))

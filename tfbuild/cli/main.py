@@ -168,6 +168,8 @@ def _main() -> int:
             reporter.console.print(usage(), markup=False, soft_wrap=True)
         for name in _target_names(args):
             check_name(name)
+        if "-m" in args or "--multirun" in args:
+            sweep.check_jobs(args)
     except TfbuildError as e:
         reporter.error(str(e))
         return e.exit_code

@@ -172,8 +172,9 @@ class Reporter:
         for s in failed:
             self.console.print(f"[bold red]{s['name']} failed:[/] {escape(s['reason'])}", soft_wrap=True)
         if report.get("artifact"):
-            final = report["stages"][-1].get("link") or report["artifact"]
-            self.console.print(f"artifact: {escape(_short(final))} -> {escape(report['artifact'])}",
+            link = _short(report["stages"][-1].get("link") or report["artifact"])
+            room = self.console.width - cell_len(f"artifact: {link} -> ")
+            self.console.print(f"artifact: {escape(link)} -> {escape(shorten_path(_short(report['artifact']), room))}",
                                soft_wrap=True)
 
 

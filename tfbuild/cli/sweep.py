@@ -67,6 +67,34 @@ def save_job(job_dir: Path, dcfg: DictConfig, overrides: List[str], report: dict
     write_json(job_dir / "result.json", row)
 
 
+def check_jobs(args: List[str]) -> None:
+    """Every job of a sweep composed and checked as its build would (config, each stage's
+    settings and checks) before the first one builds: a bad value is one line, exit 2,
+    nothing built. Sweeps Hydra's grid cannot list (e.g. an Optuna interval) are left to it."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from ..config import validate
+    from ..engine.graph import make_graph
+    from ..errors import ConfigError
+    from ..stages import REGISTRY
+    from .targets import compose
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith(("-", "hydra"))])
+        jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+    except Exception:  # noqa: BLE001  Hydra says what is wrong with the sweep itself
+        return
+    for num, job in enumerate(jobs):
+        target = next((o.split("=", 1)[1] for o in job if o.startswith("target=")), None)
+        rest = [o for o in job if not o.startswith("target=")]
+        try:
+            make_graph(validate(compose(target, rest)), REGISTRY)
+        except ConfigError as e:
+            shown = " ".join(o for o in job if o.split("=", 1)[0] in swept)
+            raise ConfigError(f"sweep job {num} ({shown}): {e}") from None
+
+
 def summarize(sweep_dir: Path, reporter: Reporter) -> int:
     rows = []
     for f in sorted(sweep_dir.glob("*/result.json"), key=lambda p: int(p.parent.name)):

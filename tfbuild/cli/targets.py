@@ -129,18 +129,21 @@ class TargetsSource(ConfigSource):
         return sorted(p.stem for p in self._dir().glob("*.yaml"))
 
 
-def compose(name: str, overrides: List[str]):
-    """Target NAME's config with `overrides`, as the build composes it (Hydra's compose
-    API), for the commands that are not builds; one line on a bad request."""
+def compose(name: Optional[str], overrides: List[str]):
+    """Target NAME's config (None: the default target) with `overrides`, as the build
+    composes it (Hydra's compose API), for the commands that are not builds and for
+    checking a sweep's jobs; one line on a bad request."""
     from hydra import compose as hydra_compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from .config_errors import one_line
 
-    check_name(name)
+    if name is not None:
+        check_name(name)
+        overrides = [f"target={name}", *overrides]
     try:
         with initialize_config_dir(config_dir=str(data_dir("conf")), version_base="1.3"):
-            return OmegaConf.to_object(hydra_compose("config", overrides=[f"target={name}", *overrides]))
+            return OmegaConf.to_object(hydra_compose("config", overrides=overrides))
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(one_line(str(e))) from None

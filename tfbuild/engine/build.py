@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from ..errors import StageFailed, TfbuildError, UserError, first_line
+from ..errors import DiskFull, StageFailed, TfbuildError, UserError, first_line
 from . import lockfile, provenance
 from .cache_handle import shared_cache
 from .fingerprint import StatCache
@@ -62,18 +62,33 @@ def build_target(cfg: Any, registry: Registry, opts: Options, target: str, outpu
     seal = opts.signer.sign if opts.signer and opts.signer.key else None
     run = _Run(store, stat, output, cache, seal, {d.name: d for d in decisions}, opts.evaluation)
     link_dir = link_dir or opts.build_dir / target
-    with store.lock(BUILD_LOCK, shared=True):  # gc waits for running builds
-        try:
-            results = _run_all(decisions, run)
-        finally:  # what was hashed stays known, even when a bad request stops the build
-            stat.save()
-        ok = all(r.status != "failed" for r in results)
-        if ok:
-            if write_lock:
-                lockfile.update(opts.lock_file, lock_key, lock_entry(results))
-            link(store, decisions, link_dir)
-            _bench(opts, decisions[-1], run)
+    made_dir = not opts.build_dir.exists()
+    try:
+        with store.lock(BUILD_LOCK, shared=True):  # gc waits for running builds
+            try:
+                results = _run_all(decisions, run)
+            finally:  # what was hashed stays known, even when a bad request stops the build
+                stat.save()
+            ok = all(r.status != "failed" for r in results)
+            if ok:
+                if write_lock:
+                    lockfile.update(opts.lock_file, lock_key, lock_entry(results))
+                link(store, decisions, link_dir)
+                _bench(opts, decisions[-1], run)
+    except UserError:
+        if made_dir:
+            _unmake(store)
+        raise
     return finish(target, decisions, results, store, ok, link_dir if ok else None)
+
+
+def _unmake(store: Store) -> None:
+    """A build dir this run made, stopped by a bad request (e.g. a truncated checkpoint)
+    before anything was published: removed, as when a request is refused before any
+    stage, unless another build is using it."""
+    with store.lock(BUILD_LOCK, wait=False) as alone:
+        if alone and not store.entries():
+            shutil.rmtree(store.root, ignore_errors=True)
 
 
 def _preflight(decisions: List[Decision], output: Output) -> None:
@@ -138,8 +153,30 @@ def _run_stage(d: Decision, run: _Run, clock: _Stopwatch) -> StageResult:
         scratch = store.scratch(d.name)
         try:
             return _fetch_or_build(d, run, scratch, clock)
+        except Exception as e:
+            if _out_of_space(e):
+                raise DiskFull(_disk_full(e, scratch)) from None
+            raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _out_of_space(e: BaseException) -> bool:
+    """ENOSPC/EDQUOT, as Python raises it or as TensorFlow's writers word it."""
+    import errno
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left on device" in str(e) or "Disk quota exceeded" in str(e)
+
+
+def _disk_full(e: BaseException, scratch: Path) -> str:
+    """One line: where, how much the stage had written, how much is free there."""
+    where = Path(getattr(e, "filename", None) or scratch)
+    written = sum(f.stat().st_size for f in scratch.rglob("*") if f.is_file() and not f.is_symlink())
+    free = shutil.disk_usage(scratch if scratch.exists() else scratch.parent).free
+    return (f"no space left on the disk writing {where}: the stage had written {written / 2**20:.1f} MiB "
+            f"and needed more, {free / 2**20:.1f} MiB free there: free some space, or set build_dir= "
+            f"to a larger disk")
 
 
 def _fetch_or_build(d: Decision, run: _Run, scratch: Path, clock: _Stopwatch) -> StageResult:

@@ -98,6 +98,28 @@ def _check_importable(target: str) -> None:
                           "from here: give package.module.function, importable from where tfbuild runs")
 
 
+def preflight(s: Settings) -> None:
+    """The user's builder imported and callable, before any stage spends time (its module
+    may import TensorFlow: here, not in `check`, which every no-op run pays for)."""
+    target = s.model._target_
+    if not target:
+        return
+    import importlib
+    module, _, name = target.rpartition(".")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except AttributeError:
+        raise ConfigError(f"model._target_={target!r}: module {module} has no {name!r}: give "
+                          "package.module.function") from None
+    except Exception as e:  # noqa: BLE001  the user's module failing as it is imported
+        from ..errors import first_line
+        raise ConfigError(f"model._target_={target!r}: importing {module} failed: {type(e).__name__}: "
+                          f"{first_line(e)}") from None
+    if not callable(fn):
+        raise ConfigError(f"model._target_={target!r} is not callable ({type(fn).__name__} "
+                          f"{repr(fn)[:40]}): give a function fn(*input_tensors, **params) -> logits")
+
+
 def _builder_input(m: ModelCfg) -> Dict[str, List[Path]]:
     """The user's builder module is an input: editing it rebuilds the graph (what it
     imports in turn is not followed)."""
@@ -111,4 +133,4 @@ def _builder_input(m: ModelCfg) -> Dict[str, List[Path]]:
 
 SPEC = StageSpec("placeholder", settings, run, present=section("placeholder"), upstream=(("train",),),
                  files=lambda s: {**checkpoint_input(s.checkpoint), **_builder_input(s.model)},
-                 tools=("tensorflow",), check=check)
+                 tools=("tensorflow",), check=check, preflight=preflight)

@@ -100,9 +100,7 @@ def _quantization(cfg, name: str, reporter: Reporter) -> int:
     for d in stages:
         with reporter.running(d.name, "INT8 layer errors"):
             layers = d.node.spec.quantization(d.node.settings, upstream, reporter)
-        table = Table(title=f"{d.name}: the error each INT8 layer adds (RMS error / RMS of its output);\n"
-                            f"keep one in float with {KEYS[d.name]}=[NODE], any of its nodes",
-                      title_justify="left")
+        table = Table(title=f"{d.name}: the error each INT8 layer adds", title_justify="left")
         for column in ("#", "error", "op", "layer: its TensorFlow nodes"):
             table.add_column(column, overflow="fold", justify="right" if column in ("#", "error") else "left")
         for rank, layer in enumerate(layers[:SHOWN], 1):
@@ -110,6 +108,9 @@ def _quantization(cfg, name: str, reporter: Reporter) -> int:
         reporter.console.print(table)
         if len(layers) > SHOWN:
             reporter.info(f"  … and {len(layers) - SHOWN} layers adding less")
+    reporter.info("error: RMS of a layer's INT8 output error over RMS of its float output (about 1: lost). "
+                  f"Keep layers in float: {' or '.join(f'{KEYS[d.name]}=[NODE,...]' for d in stages)} "
+                  "(any node of a layer names it), or =auto")
     return 0
 
 
