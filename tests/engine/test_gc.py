@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 
 from fakes import Cfg, DoubleCfg
 from tfbuild.engine import gc
+from tfbuild.engine.files import GRACE_S
 from tfbuild.engine.store import BUILD_LOCK, Store
 from tfbuild.errors import UserError
 
@@ -71,3 +77,63 @@ def test_gc_waits_for_no_running_build(project):
     with store(project).lock(BUILD_LOCK, shared=True):   # a build is running
         with pytest.raises(UserError, match="a build is running"):
             gc.run(store(project), project.opts.lock_file, keep_sweeps=3, dry_run=False)
+
+
+# The real atomic_write, with a rename that never comes: the child dies holding its temp.
+STUCK_WRITER = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+    from tfbuild.engine import files
+    os.replace = lambda *a: (print("temp written", flush=True), time.sleep(600))
+    files.atomic_write(Path(sys.argv[1]), "half of it")
+""")
+
+
+def killed_mid_write(path) -> int:
+    """kill -9 a process writing `path` between its temp and its rename; its (dead) PID."""
+    child = subprocess.Popen([sys.executable, "-c", STUCK_WRITER, str(path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "temp written\n"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()   # reaped: a zombie's PID would still answer
+    return child.pid
+
+
+def leftovers(project):
+    """A killed run's temps wherever one can be left, aged past the grace; and a live writer's."""
+    s, build = store(project), project.opts.build_dir
+    entry = project.store_dirs("source")[0]
+    dead = killed_mid_write(s.meta_dir / "state.json")
+    temps = [s.meta_dir / f".state.json.{dead}.tmp", entry / f".bench.json.{dead}.tmp",
+             project.opts.lock_file.with_name(f".tfbuild.lock.{dead}.tmp"), build / "t" / f".double.{dead}"]
+    temps[1].write_text("{")
+    temps[2].write_text("schema:")
+    temps[3].symlink_to(entry)                   # Store.link's temp
+    live = entry / f".bench.json.{os.getpid()}.tmp"
+    live.write_text("{")
+    then = time.time() - GRACE_S - 5
+    for path in (*temps, live):
+        os.utime(path, (then, then), follow_symlinks=False)
+    return temps, live
+
+
+def test_gc_removes_temp_files_of_killed_runs_and_dry_run_lists_them(project):
+    project.build()
+    temps, live = leftovers(project)
+    listed = gc.run(store(project), project.opts.lock_file, keep_sweeps=3, dry_run=True)
+    assert sorted(listed.paths) == sorted(temps) and listed.temps == 4
+    assert all(os.path.lexists(p) for p in temps)
+    done = gc.run(store(project), project.opts.lock_file, keep_sweeps=3, dry_run=False)
+    assert done.temps == 4 and not any(os.path.lexists(p) for p in temps)
+    assert live.exists() and (store(project).meta_dir / "state.json").exists()
+    assert gc.collect(store(project), project.opts.lock_file, keep_sweeps=3).paths == []
+
+
+def test_the_next_run_removes_the_temps_where_it_works(project):
+    project.build()
+    temps, live = leftovers(project)
+    project.build(Cfg(double=DoubleCfg(factor=3)))  # reads source's entry, saves the stat cache,
+    assert not any(os.path.lexists(p) for p in temps)   # writes the lock file, links double
+    assert live.exists()

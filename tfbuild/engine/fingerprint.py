@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
-from .files import atomic_write
+from .files import atomic_write, dead_temps
 
 _CHUNK = 1 << 20
 _PKG_DIR = Path(__file__).resolve().parents[1]   # the tfbuild package
@@ -93,6 +93,7 @@ class StatCache:
             merged = {}
         for kind, table in self.entries.items():
             merged.setdefault(kind, {}).update(table)
+        dead_temps(self.path.parent)
         atomic_write(self.path, json.dumps(merged, sort_keys=True))
         self._dirty = False
 

@@ -3,8 +3,9 @@
 Deleted: store entries that neither the lock file nor any link under build_dir
 (build/<target>/<stage>, sweep job folders) points at; scratch directories
 left by killed runs; per-fingerprint lock files with no store entry; dangling
-links; sweep folders beyond the newest `keep_sweeps`. It runs only while no
-build uses the build_dir (builds hold the store's shared lock).
+links; sweep folders beyond the newest `keep_sweeps`; temporary files of killed
+writers (files.dead_temps) under build_dir and beside the lock file. It runs
+only while no build uses the build_dir (builds hold the store's shared lock).
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Set
+from typing import Iterator, List, Set
 
 from ..errors import UserError
 from . import lockfile
+from .files import dead_temps
 from .fingerprint import StatCache
 from .store import BUILD_LOCK, Store
 
@@ -24,6 +26,7 @@ from .store import BUILD_LOCK, Store
 class Garbage:
     paths: List[Path] = field(default_factory=list)
     size: int = 0
+    temps: int = 0   # how many of `paths` are temporary files of killed runs
 
     def add(self, path: Path) -> None:
         self.paths.append(path)
@@ -51,6 +54,12 @@ def collect(store: Store, lock_file: Path, keep_sweeps: int) -> Garbage:
     for link in _links(store):
         if not link.exists() and not any(d in link.parents for d in doomed):
             garbage.add(link)
+    temps = {t for d in _folders(store.root, set(garbage.paths)) for t in dead_temps(d, delete=False)}
+    temps.update(dead_temps(lock_file.parent, lock_file.name, delete=False))
+    temps -= set(garbage.paths)   # a dangling link temp is listed once, as a dangling link
+    for temp in sorted(temps):
+        garbage.add(temp)
+    garbage.temps = len(temps)
     return garbage
 
 
@@ -93,6 +102,13 @@ def _links(store: Store) -> List[Path]:
         found += [here / n for n in (*dirnames, *filenames) if (here / n).is_symlink()]
         dirnames[:] = [d for d in dirnames if here / d not in skip]
     return found
+
+
+def _folders(root: Path, skip: Set[Path]) -> Iterator[Path]:
+    """Every folder under `root` (itself included), not descending into `skip`."""
+    for dirpath, dirnames, _ in os.walk(root):
+        yield Path(dirpath)
+        dirnames[:] = [d for d in dirnames if Path(dirpath, d) not in skip]
 
 
 def _linked(store: Store, doomed: Set[Path]) -> Set[str]:

@@ -14,7 +14,7 @@ from typing import Dict, Optional
 import yaml
 
 from ..errors import ConfigError
-from .files import atomic_write, flock
+from .files import atomic_write, dead_temps, flock
 
 SCHEMA = 2   # 2: location-free inputs, code recorded per module
 # libyaml when present: a big lock file is parsed and written while its lock is held.
@@ -65,6 +65,7 @@ def locked(path: Path):
 def update(path: Path, key: str, entry: Optional[dict]) -> None:
     """Replace one target's entry, keeping everyone else's; atomic and safe under concurrency."""
     with locked(path):
+        dead_temps(path.parent, path.name)  # only ours: the lock file's folder is the user's
         targets = read(path)
         if targets.get(key) == entry:
             return  # nothing changed: leave the file (and its mtime) alone

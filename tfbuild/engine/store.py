@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from .files import atomic_write, flock
+from .files import atomic_write, dead_temps, flock
 from .fingerprint import StatCache, sha256_file
 
 MANIFEST = "tfbuild.json"
@@ -49,6 +49,7 @@ class Store:
         if manifest is None:
             return "output missing"
         root = self.path(stage, fingerprint)
+        dead_temps(root)  # e.g. a bench.json write that was killed
         for name, digest in manifest["outputs"].items():
             f = root / name
             if not f.is_file():
@@ -101,6 +102,7 @@ class Store:
     def link(self, link: Path, target: Path) -> None:
         """A stable, readable path (build/<target>/<stage>) to a store entry."""
         link.parent.mkdir(parents=True, exist_ok=True)
+        dead_temps(link.parent, link.name)
         tmp = link.with_name(f".{link.name}.{os.getpid()}")
         if tmp.is_symlink():
             tmp.unlink()

@@ -29,7 +29,8 @@ def run(args: List[str], reporter: Reporter) -> int:
     verb = "would free" if dry_run else "freed"
     for path in garbage.paths:
         reporter.info(f"{'would delete' if dry_run else 'deleted'} {path}")
-    reporter.info(f"gc: {verb} {human_size(garbage.size)} in {len(garbage.paths)} paths")
+    temps = f" ({garbage.temps} temp files of killed runs)" if garbage.temps else ""
+    reporter.info(f"gc: {verb} {human_size(garbage.size)} in {len(garbage.paths)} paths{temps}")
     return 0
 
 
