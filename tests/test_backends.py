@@ -753,7 +753,7 @@ def test_engine_stage_runs_end_to_end_with_onnxruntime_standing_in_for_tensorrt(
     real, the "engine" is that ONNX model, run and timed by onnxruntime."""
     from tfbuild.cli.main import main
     from tfbuild.tf.runtimes import run_onnx
-    from tfbuild.tf.timing import latency_onnx
+    from tfbuild.tf.timing import onnx_timer
     machine(gpu=L4, tensorrt="10.9.0")
     seen = {}
 
@@ -766,8 +766,7 @@ def test_engine_stage_runs_end_to_end_with_onnxruntime_standing_in_for_tensorrt(
 
     monkeypatch.setattr(trt_engine, "build", build)
     monkeypatch.setattr(trt_engine, "run", lambda path, feeds, outputs: run_onnx(path, feeds))
-    monkeypatch.setattr(trt_engine, "latency", lambda path, feeds, warmup, runs: latency_onnx(
-        path, feeds, warmup=warmup, runs=runs))
+    monkeypatch.setattr(trt_engine, "engine_timer", onnx_timer)
     common = ["target=tiny_trt", "trt.precision=FP32", f"build_dir={shared_build}",
               f"lock_file={shared_build}/backends.lock"]
     run = tfbuild(*common)   # auto: the engine route on this (faked) machine

@@ -59,9 +59,21 @@ class ModelCfg:
 class BenchCfg:
     enabled: bool = True
     warmup: int = 3
-    runs: int = 20
+    runs: int = 20                       # timed calls per window (tfbuild/measure.py)
+    windows: int = 10                    # at most, until the last 3 window medians agree within margin
+    margin: float = 0.05
+    budget_s: float = 60.0               # per measured batch size; past it the figures say settled: false
+    batches: List[int] = field(default_factory=list)   # more batch sizes, where the artifact's batch is free
     again: bool = False
     threads: Optional[int] = None        # null: every core, for every backend
+
+
+@dataclass
+class SelectCfg:
+    minimize: str = "ms"                 # what a sweep's `best` minimizes among the jobs within their goals: ms | size
+
+
+SELECT = ("ms", "size")
 
 
 @dataclass
@@ -102,11 +114,15 @@ class Config:
     bench: BenchCfg = field(default_factory=BenchCfg, metadata=RUN)
     cache: CacheCfg = field(default_factory=CacheCfg, metadata=RUN)
     sign: SignCfg = field(default_factory=SignCfg, metadata=RUN)
+    select: SelectCfg = field(default_factory=SelectCfg, metadata=RUN)
 
 
 def validate(cfg: Config) -> Config:
     """Checks across sections, and of the run-level keys; raises ConfigError. Each stage
     checks its own section (its `settings` and `check`), all before any stage runs."""
+    if cfg.select.minimize not in SELECT:
+        raise ConfigError(f"select.minimize={cfg.select.minimize!r}: a sweep's best minimizes one of "
+                          f"{', '.join(SELECT)}")
     for name in cfg.drop:
         if name not in SECTIONS:
             raise ConfigError(f"drop={name}: not a stage section; drop one of {', '.join(SECTIONS)}")
@@ -132,6 +148,11 @@ def validate(cfg: Config) -> Config:
                           "to the target's defaults, or model._target_=package.module.function")
     at_least("bench.runs", cfg.bench.runs, 1)
     at_least("bench.warmup", cfg.bench.warmup, 0)
+    at_least("bench.windows", cfg.bench.windows, 1)
+    for n in cfg.bench.batches:
+        at_least("bench.batches[]", n, 1)
+    if not 0 < cfg.bench.margin < 1:
+        raise ConfigError(f"bench.margin={cfg.bench.margin}: give a share in (0, 1), e.g. 0.05")
     if cfg.bench.threads is not None:
         at_least("bench.threads", cfg.bench.threads, 1)
     return cfg

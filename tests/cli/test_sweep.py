@@ -163,6 +163,23 @@ def test_best_is_the_fastest_job_that_holds_its_goals(tmp_path):
     assert "best: job 2 (x=2): top1 0.9700" in out and any("2*" in line for line in table_lines(out))
 
 
+def test_select_minimize_size_picks_the_smallest_job_within_its_goals(tmp_path):
+    rows = [{"stage": "tflite", "latency_ms": 1.0, "size": 40},
+            {"stage": "tflite", "latency_ms": 3.0, "size": 5, "status": "failed", "code": 1},
+            {"stage": "tflite", "latency_ms": 4.0, "size": 10},
+            {"stage": "tflite", "latency_ms": 2.0, "size": 10}]
+    write_sweep(tmp_path, rows)
+    summarize(tmp_path, Reporter(Console(file=io.StringIO(), width=200)), minimize="size")
+    assert json.loads((tmp_path / "best.json").read_text())["job"] == "3"   # 10 bytes, the faster of two
+
+
+def test_select_minimize_is_checked_before_any_job(project, capsys):
+    from tfbuild.cli.main import main
+    assert main(["-m", "target=tiny_tflite", "tflite.precision=FP32,FP16", "select.minimize=speed"]) == 2
+    assert "select.minimize='speed': a sweep's best minimizes one of ms, size" in capsys.readouterr().err
+    assert not (project / "build").exists()
+
+
 def test_no_job_holds_its_goals_says_so_in_one_line(tmp_path):
     write_sweep(tmp_path, [{"stage": "tflite", "latency_ms": 1.0, "status": "failed", "code": 1,
                             "error": "top1 0.5: below"}])

@@ -15,7 +15,8 @@ import tensorflow as tf
 from tfbuild.errors import CalibrationError, ConfigError, NodeNotFound, StageFailed
 from tfbuild.tf.graph_io import max_abs_diff, run_frozen, seeded_batch
 from tfbuild.tf.runtimes import load_interpreter, run_tflite, tflite_runtime, xnnpack_ops
-from tfbuild.tf.timing import latency_frozen, latency_tflite, versus_frozen
+from tfbuild.config import BenchCfg
+from tfbuild.tf.timing import tflite_timer, versus_frozen
 from tfbuild.tf.tflite_convert import TOLERANCE, convert
 
 REPO = Path(__file__).resolve().parents[2]
@@ -261,12 +262,13 @@ def test_max_abs_diff():
 
 
 def test_latency_numbers_are_sane(converted, frozen):
-    x = seeded_batch(SHAPE[1:], 4)
-    for stats in (latency_frozen(frozen, {"input": x}, ["probs"], warmup=1, runs=5),
-                  latency_tflite(converted("FP32", 4)[0], {"input": x}, warmup=1, runs=5)):
-        assert stats["batch_size"] == 4 and stats["runs"] == 5
-        assert 0 < stats["median_ms"] <= stats["p90_ms"] < 10_000
-        assert stats["throughput_per_s"] == pytest.approx(4 / (stats["median_ms"] / 1e3))
+    tflite = lambda n: tflite_timer(converted("FP32", 4)[0], {"input": seeded_batch(SHAPE[1:], n)})  # noqa: E731
+    stats = versus_frozen(tflite, 4, BenchCfg(warmup=1, runs=5), frozen, INPUTS, OUTPUTS)
+    for figures in (stats, stats["frozen"]):
+        assert figures["batch_size"] == 4 and figures["runs"] == 5 * 3 and figures["windows"] >= 3
+        assert 0 < figures["p10_ms"] <= figures["median_ms"] <= figures["p90_ms"] < 10_000
+        assert figures["throughput_per_s"] == pytest.approx(4 / (figures["median_ms"] / 1e3))
+        assert figures["memory_mb"] > 0
 
 
 def test_works_with_eager_execution_disabled(tmp_path):
@@ -362,21 +364,21 @@ def test_xnnpack_count_agrees_with_one_partition_per_op(converted, precision):
 
 
 def test_latency_records_runtime_threads_and_delegation(converted):
-    stats = latency_tflite(converted("INT8", 1)[0], {"input": seeded_batch(SHAPE[1:], 1)}, warmup=1, runs=3, threads=1)
-    assert stats["backend"] == tflite_runtime()[1] and stats["threads"] == 1
-    assert 0 < stats["xnnpack_ops"] <= stats["total_ops"]
+    with tflite_timer(converted("INT8", 1)[0], {"input": seeded_batch(SHAPE[1:], 1)}, threads=1) as timed:
+        assert timed.info["backend"] == tflite_runtime()[1] and timed.info["threads"] == 1
+        assert 0 < timed.info["xnnpack_ops"] <= timed.info["total_ops"]
 
 
 def test_versus_frozen_measures_the_graph_at_the_same_batch(converted, frozen):
-    x = seeded_batch(SHAPE[1:], 4)
-    figures = latency_tflite(converted("FP32", 4)[0], {"input": x}, warmup=1, runs=3, threads=1)
-    compared = versus_frozen(figures, frozen, INPUTS, OUTPUTS, warmup=1, runs=3)
-    assert compared["frozen_ms"] > 0
-    assert compared["speedup"] == pytest.approx(compared["frozen_ms"] / figures["median_ms"])
+    tflite = lambda n: tflite_timer(converted("FP32", 4)[0], {"input": seeded_batch(SHAPE[1:], n)}, 1)  # noqa: E731
+    b = BenchCfg(warmup=1, runs=3)
+    compared = versus_frozen(tflite, 4, b, frozen, INPUTS, OUTPUTS)
+    assert compared["frozen_ms"] > 0 and compared["frozen"]["batch_size"] == 4
+    assert compared["speedup"] == pytest.approx(compared["frozen_ms"] / compared["median_ms"])
     # A reference that cannot run leaves the speed-up empty; the model's figures stand.
-    missing = versus_frozen(figures, frozen.parent / "gone.pb", INPUTS, OUTPUTS, warmup=1, runs=3)
+    missing = versus_frozen(tflite, 4, b, frozen.parent / "gone.pb", INPUTS, OUTPUTS)
     assert missing["frozen_ms"] is None and missing["speedup"] is None
-    assert "gone.pb" in missing["frozen_error"] and missing["median_ms"] == figures["median_ms"]
+    assert "gone.pb" in missing["frozen_error"] and missing["median_ms"] > 0
 
 
 @pytest.mark.parametrize("runtime", ["litert", "tf.lite"])

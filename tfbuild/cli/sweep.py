@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.table import Table
 
 from ..engine.store import write_json
@@ -21,8 +21,8 @@ from .report import Reporter, human_size
 _state = {"code": 0}
 
 COLUMNS = ("job", "stage", "precision", "batch", "size", "parity", "metric", "value", "drop", "latency_ms",
-           "p90_ms", "per_s", "backend", "threads", "speedup", "frozen_ms", "xnnpack_ops", "total_ops",
-           "built", "status")
+           "p10_ms", "p90_ms", "cv", "settled", "per_s", "memory_mb", "backend", "threads", "speedup", "frozen_ms",
+           "frozen_cv", "frozen_memory_mb", "xnnpack_ops", "total_ops", "built", "status")
 FIELDS = (*COLUMNS, "overrides", "artifact", "error", "code")
 # Short headers and unwrapped numbers keep the table readable at 80 columns.
 # The table shows what compares jobs (each job's line above says what it built);
@@ -56,9 +56,12 @@ def save_job(job_dir: Path, dcfg: DictConfig, overrides: List[str], report: dict
         **{k: evaluation.get(k) for k in ("metric", "value", "drop")},
         "artifact": report.get("artifact"),
         "latency_ms": bench.get("median_ms"),
-        "p90_ms": bench.get("p90_ms"),
+        **{k: bench.get(k) for k in ("p10_ms", "p90_ms", "cv", "settled")},
         "per_s": bench.get("throughput_per_s"),
-        **{k: bench.get(k) for k in ("backend", "threads", "speedup", "frozen_ms", "xnnpack_ops", "total_ops")},
+        **{k: bench.get(k) for k in ("memory_mb", "backend", "threads", "speedup", "frozen_ms")},
+        "frozen_cv": (bench.get("frozen") or {}).get("cv"),
+        "frozen_memory_mb": (bench.get("frozen") or {}).get("memory_mb"),
+        **{k: bench.get(k) for k in ("xnnpack_ops", "total_ops")},
         "built": ",".join(s["name"] for s in stages if s["status"] == "built"),
         "status": "ok" if code == 0 else ("failed" if code == 1 else "invalid"),
         "error": report.get("error") or next((s["reason"] for s in stages if s["status"] == "failed"), None),
@@ -95,7 +98,7 @@ def check_jobs(args: List[str]) -> None:
             raise ConfigError(f"sweep job {num} ({shown}): {e}") from None
 
 
-def summarize(sweep_dir: Path, reporter: Reporter) -> int:
+def summarize(sweep_dir: Path, reporter: Reporter, minimize: str = "ms") -> int:
     rows = []
     for f in sorted(sweep_dir.glob("*/result.json"), key=lambda p: int(p.parent.name)):
         rows.append(json.loads(f.read_text()))
@@ -110,9 +113,11 @@ def summarize(sweep_dir: Path, reporter: Reporter) -> int:
     for col in shown:
         table.add_column(metric if col == "value" else HEADERS.get(col, col),
                          justify="right" if col in NUMERIC else "left")
-    best = choose(rows)
+    best = choose(rows, minimize)
     for r in rows:
         cells = [_cell(c, r.get(c)) for c in shown]
+        if r.get("settled") is False and r.get("speedup") is not None:   # a ratio of figures that still moved
+            cells[shown.index("speedup")] = "~" + cells[shown.index("speedup")]
         if r is best:
             cells[0] = f"[bold green]{r['job']}*[/]"
         if r.get("status") != "ok":
@@ -158,11 +163,14 @@ def slower_than_fp32(rows: list) -> List[str]:
     return lines
 
 
-def choose(rows: list) -> Optional[dict]:
-    """The fastest job that built and, where the target evaluates, held its accuracy goal
-    (a job that missed it failed): the one to ship."""
+def choose(rows: list, minimize: str = "ms") -> Optional[dict]:
+    """The fastest (or, minimize="size", the smallest) job that built, was measured and,
+    where the target evaluates, held its accuracy goal (a job that missed it failed): the
+    one to ship. Ties go to the other figure."""
     measured = [r for r in rows if r.get("code") == 0 and r.get("latency_ms") is not None]
-    return min(measured, key=lambda r: (r["latency_ms"], r.get("size") or 0), default=None)
+    figures = (lambda r: (r.get("size") or 0, r["latency_ms"])) if minimize == "size" else \
+        (lambda r: (r["latency_ms"], r.get("size") or 0))
+    return min(measured, key=figures, default=None)
 
 
 def _announce(best: Optional[dict], rows: list, metric: Optional[str], sweep_dir: Path, reporter: Reporter) -> None:
@@ -293,4 +301,5 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         _state.pop("dir", None)
-        _state["code"] = summarize(Path(config.hydra.sweep.dir), Reporter())
+        _state["code"] = summarize(Path(config.hydra.sweep.dir), Reporter(),
+                                   OmegaConf.select(config, "select.minimize", default="ms"))

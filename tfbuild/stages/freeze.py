@@ -105,11 +105,15 @@ def _files(s: Settings) -> dict:
 
 
 def bench(artifact, b, inputs) -> dict:
-    """The reference the deployed models' speed-ups are against: 1.0 by definition."""
-    from ..tf.timing import latency_frozen, model_feeds
+    """The reference the deployed models' speed-ups are against: 1.0 by definition;
+    `bench.batches` too where its batch is free."""
+    from ..tf.timing import frozen_timer, model_feeds, own_batch, versus_frozen
     meta = artifact.metadata
-    return {**latency_frozen(artifact.path / ARTIFACT, model_feeds(meta["inputs"]), [o["name"] for o in meta["outputs"]],
-                             warmup=b.warmup, runs=b.runs, threads=b.threads), "speedup": 1.0}
+    graph, outputs = artifact.path / ARTIFACT, [o["name"] for o in meta["outputs"]]
+    free = any(i["shape"] and i["shape"][0] is None for i in meta["inputs"])
+    return versus_frozen(lambda n: frozen_timer(graph, model_feeds(meta["inputs"], n), outputs, b.threads),
+                         own_batch(meta["inputs"]), b, None, meta["inputs"], outputs,
+                         free_batch=free)
 
 
 def evaluate(artifact, evaluation, inputs) -> dict:

@@ -112,12 +112,13 @@ def quantization(s: Settings, inputs, log, data=None) -> list:
 
 
 def bench(artifact, b, inputs) -> dict:
-    from ..tf.timing import latency_onnx, model_feeds, versus_frozen
-    freeze = inputs["freeze"]
-    figures = latency_onnx(artifact.path / ARTIFACT,
-                           model_feeds(freeze.metadata["inputs"], artifact.metadata["batch_size"]),
-                           warmup=b.warmup, runs=b.runs, threads=b.threads)
-    return versus_frozen(figures, deploy.frozen(freeze), *deploy.graph_io(freeze), warmup=b.warmup, runs=b.runs)
+    """Through onnxruntime; the frozen graph alongside; `bench.batches` too where the
+    model's batch is dynamic."""
+    from ..tf.timing import model_feeds, onnx_timer, versus_frozen
+    freeze, batch = inputs["freeze"], artifact.metadata["batch_size"]
+    graph_inputs, outputs = deploy.graph_io(freeze)
+    return versus_frozen(lambda n: onnx_timer(artifact.path / ARTIFACT, model_feeds(graph_inputs, n), b.threads),
+                         batch or 1, b, deploy.frozen(freeze), graph_inputs, outputs, free_batch=batch is None)
 
 
 SPEC = StageSpec("onnx", settings, run, present=present, upstream=("freeze",), artifact=ARTIFACT,

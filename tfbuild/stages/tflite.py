@@ -75,12 +75,11 @@ def quantization(s: Settings, inputs, log, data=None) -> list:
 
 def bench(artifact, b, inputs) -> dict:
     """Through LiteRT (or tf.lite), with the ops XNNPACK took; the frozen graph alongside."""
-    from ..tf.timing import latency_tflite, model_feeds, versus_frozen
+    from ..tf.timing import model_feeds, tflite_timer, versus_frozen
     freeze = inputs["freeze"]
-    figures = latency_tflite(artifact.path / ARTIFACT,
-                             model_feeds(freeze.metadata["inputs"], artifact.metadata["batch_size"]),
-                             warmup=b.warmup, runs=b.runs, threads=b.threads)
-    return versus_frozen(figures, deploy.frozen(freeze), *deploy.graph_io(freeze), warmup=b.warmup, runs=b.runs)
+    graph_inputs, outputs = deploy.graph_io(freeze)
+    return versus_frozen(lambda n: tflite_timer(artifact.path / ARTIFACT, model_feeds(graph_inputs, n), b.threads),
+                         artifact.metadata["batch_size"], b, deploy.frozen(freeze), graph_inputs, outputs)
 
 
 SPEC = StageSpec("tflite", settings, run, present=section("tflite"),

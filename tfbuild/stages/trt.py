@@ -188,22 +188,20 @@ def _run_engine(inputs, t: EngineCfg, timing_cache: str, out: Path, log) -> dict
 
 
 def bench(artifact, b, inputs) -> dict:
-    from ..tf.timing import latency_frozen, model_feeds, versus_frozen
+    """A TF-TRT graph through TensorFlow, an engine through TensorRT's runtime; the frozen
+    graph alongside, at the batch the artifact was checked at."""
+    from ..tf.timing import frozen_timer, model_feeds, own_batch, versus_frozen
     meta, freeze = artifact.metadata, inputs["freeze"]
+    graph_inputs, outputs = deploy.graph_io(freeze)
     if meta.get("backend") == "tensorrt":
-        figures = _bench_engine(artifact, b)
+        from ..tf.trt_engine import engine_timer
+        timer = lambda n: engine_timer(artifact.path / ENGINE, model_feeds(meta["inputs"], n))   # noqa: E731
+        batch = own_batch(meta["inputs"])
     else:
-        figures = latency_frozen(artifact.path / ARTIFACT, model_feeds(freeze.metadata["inputs"], meta["batch_size"]), [o["name"] for o in meta["outputs"]],
-                                 warmup=b.warmup, runs=b.runs, threads=b.threads)
-    return versus_frozen(figures, deploy.frozen(freeze), *deploy.graph_io(freeze), warmup=b.warmup, runs=b.runs)
-
-
-def _bench_engine(artifact, b) -> dict:
-    """The engine through TensorRT's runtime (Polygraphy's TrtRunner)."""
-    from ..tf.timing import model_feeds
-    from ..tf.trt_engine import latency
-    inputs = artifact.metadata["inputs"]   # at the batch the engine was checked at
-    return latency(artifact.path / ENGINE, model_feeds(inputs), warmup=b.warmup, runs=b.runs)
+        timer = lambda n: frozen_timer(artifact.path / ARTIFACT, model_feeds(freeze.metadata["inputs"], n),   # noqa: E731
+                                       [o["name"] for o in meta["outputs"]], b.threads)
+        batch = meta["batch_size"]
+    return versus_frozen(timer, batch, b, deploy.frozen(freeze), graph_inputs, outputs)
 
 
 def _upstream(cfg) -> tuple:

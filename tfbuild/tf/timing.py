@@ -1,39 +1,34 @@
-"""Latency of frozen graphs, TFLite and ONNX models: median, p90 and throughput of the
-call a user makes, and the frozen graph timed alongside for a speed-up."""
+"""Latency of frozen graphs, TFLite and ONNX models as a caller sees it, each beside
+the frozen graph it came from: timed in turns until both settle (tfbuild/measure.py),
+with their spread and the memory each runtime takes."""
 from __future__ import annotations
 
+import contextlib
 import os
-import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
+from tfbuild import measure
 from tfbuild.errors import StageFailed, TfbuildError, first_line
 from tfbuild.tf.graph_io import frozen_session, node_of
+from tfbuild.tf.memory import session_memory
 from tfbuild.tf.runtimes import load_interpreter, onnx_session, tflite_runner, tflite_runtime, xnnpack_ops
 
 
-def time_call(call, batch_size: int, warmup: int, runs: int) -> dict:
-    """Median and p90 of `runs` calls of `call()` after `warmup` untimed ones; throughput
-    counts `batch_size` samples a call."""
-    if runs < 1 or warmup < 0:
-        raise ValueError(f"need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}")
-    for _ in range(warmup):  # first calls allocate memory and pick kernels
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    median = float(np.median(times))
-    return {
-        "median_ms": median * 1e3,
-        "p90_ms": float(np.percentile(times, 90)) * 1e3,
-        "throughput_per_s": batch_size / median,
-        "batch_size": batch_size,
-        "runs": runs,
-    }
+@dataclass
+class Timed:
+    """A model ready to be timed: one call is one inference as a user makes it."""
+    call: Callable[[], Any]
+    batch: int
+    info: dict                       # backend, threads, and what else the runtime says
+    memory_mb: Optional[float]       # its session's peak memory, in a fresh process (tf/memory.py)
+
+
+Timer = Callable[[int], "contextlib.AbstractContextManager[Timed]"]   # batch size -> a Timed, while open
 
 
 def batch_of(feeds) -> int:
@@ -42,72 +37,103 @@ def batch_of(feeds) -> int:
     return int(np.shape(feeds[0])[0]) if feeds and np.ndim(feeds[0]) else 1
 
 
+def own_batch(inputs: Sequence[Mapping]) -> int:
+    """The first batched input's own batch size (unknown: 1)."""
+    return next((i["shape"][0] for i in inputs if i["shape"]), None) or 1
+
+
 def model_feeds(inputs: Sequence[Mapping], batch_size: int | None = None) -> dict[str, np.ndarray]:
     """Seeded feeds by name for the frozen graph's recorded inputs (name, shape, dtype,
-    range): at `batch_size`, else at the first batched input's own size (unknown: 1)."""
+    range): at `batch_size`, else at the inputs' own (own_batch)."""
     from tfbuild.inputs.samples import one_batch
-    batched = [i["shape"][0] for i in inputs if i["shape"]]
-    return one_batch(inputs, batch_size or (batched[0] if batched else None) or 1)
+    return one_batch(inputs, batch_size or own_batch(inputs))
 
 
-def latency_frozen(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Sequence[str],
-                   *, warmup: int = 3, runs: int = 20, threads: int | None = None) -> dict:
-    """Time `session.run` on a frozen graph (also TF-TRT graphs: same call path).
+def plan(b) -> measure.Plan:
+    """The bench settings (config.BenchCfg) as a measurement plan."""
+    return measure.Plan(warmup=b.warmup, runs=b.runs, windows=b.windows, margin=b.margin, budget_s=b.budget_s)
 
-    Graph import and session creation are not timed; feeding and fetching are,
-    as they are part of every real inference call.
-    """
+
+# ----------------------------------------------------------------------------- timers
+
+@contextlib.contextmanager
+def frozen_timer(frozen_pb: Path, feeds: Mapping[str, np.ndarray], outputs: Sequence[str],
+                 threads: int | None = None) -> Iterator[Timed]:
+    """`session.run` on a frozen graph (also TF-TRT graphs: same call path); graph import
+    and session creation are not timed, feeding and fetching are."""
     import tensorflow as tf
 
     threads = threads or os.cpu_count() or 1
+    memory = session_memory("frozen", frozen_pb, feeds, outputs, threads)
     with frozen_session(frozen_pb, feeds, outputs, threads=threads) as (sess, fetches, feed_dict):
-        return {**time_call(lambda: sess.run(fetches, feed_dict), batch_of(feeds.values()), warmup, runs),
-                "backend": f"tensorflow {tf.__version__}", "threads": threads}
+        call = lambda: sess.run(fetches, feed_dict)   # noqa: E731
+        call()
+        yield Timed(call, batch_of(feeds.values()), {"backend": f"tensorflow {tf.__version__}", "threads": threads},
+                    memory)
 
 
-def versus_frozen(figures: dict, frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str], *,
-                  warmup: int = 3, runs: int = 20) -> dict:
-    """A deployed model's `figures` plus the frozen graph timed now, at the same batch
-    size and threads: `frozen_ms` and `speedup` (its median over the model's).
-
-    `inputs` are the graph's (name, shape, dtype). Where the graph cannot run at that
-    batch size (a fixed batch dimension), both are None and `frozen_error` says why:
-    the model's own figures stand.
-    """
-    try:
-        frozen = latency_frozen(frozen_pb, model_feeds(inputs, figures["batch_size"]), outputs,
-                                warmup=warmup, runs=runs, threads=figures.get("threads"))
-    except TfbuildError as e:
-        return {**figures, "frozen_ms": None, "speedup": None, "frozen_error": first_line(e)}
-    return {**figures, "frozen_ms": frozen["median_ms"], "speedup": frozen["median_ms"] / figures["median_ms"]}
-
-
-def latency_tflite(model_path: Path, feeds: Mapping[str, np.ndarray], *, warmup: int = 3,
-                   runs: int = 20, threads: int | None = None) -> dict:
-    """Time set_tensor + invoke + get_tensor, the TFLite equivalent of session.run, on
-    `feeds` keyed by input name; the batch size is that of the batched inputs."""
+@contextlib.contextmanager
+def tflite_timer(model_path: Path, feeds: Mapping[str, np.ndarray], threads: int | None = None) -> Iterator[Timed]:
+    """set_tensor + invoke + get_tensor, the TFLite equivalent of session.run."""
     threads = threads or os.cpu_count() or 1
     interpreter = load_interpreter(model_path=str(model_path), num_threads=threads)
-    run = tflite_runner(interpreter, feeds)
-    run()  # a feed the model cannot take fails here, once, not inside the timing
-    batch = batch_of([f for f in feeds.values() if np.ndim(f)])
-    return {**time_call(run, batch, warmup, runs), "backend": tflite_runtime()[1],
-            "threads": threads, **xnnpack_ops(interpreter)}
+    call = tflite_runner(interpreter, feeds)
+    call()   # a feed the model cannot take fails here, once, not inside the timing
+    yield Timed(call, batch_of([f for f in feeds.values() if np.ndim(f)]),
+                {"backend": tflite_runtime()[1], "threads": threads, **xnnpack_ops(interpreter)},
+                session_memory("tflite", model_path, feeds, threads=threads))
 
 
-def latency_onnx(model_path: Path, feeds: Mapping[str, np.ndarray], *, warmup: int = 3, runs: int = 20,
-                 threads: int | None = None) -> dict:
-    """Time session.run on `feeds` keyed by input name; the batch size is that of the
-    inputs that have one (scalar inputs have none)."""
+@contextlib.contextmanager
+def onnx_timer(model_path: Path, feeds: Mapping[str, np.ndarray], threads: int | None = None) -> Iterator[Timed]:
+    """onnxruntime's session.run."""
     import onnxruntime as ort
 
     threads = threads or os.cpu_count() or 1
-    session = onnx_session(model_path, threads)
     feed = {node_of(k): v for k, v in feeds.items()}
+    session = onnx_session(model_path, threads)
     try:
         session.run(None, feed)   # a bad feed fails here, once, not inside the timing
     except Exception as e:  # noqa: BLE001
         raise StageFailed(f"running {Path(model_path).name} failed: {first_line(e)}") from None
-    batch = batch_of([v for v in feed.values() if np.ndim(v)])
-    return {**time_call(lambda: session.run(None, feed), batch, warmup, runs),
-            "backend": f"onnxruntime {ort.__version__}", "threads": threads}
+    yield Timed(lambda: session.run(None, feed), batch_of([v for v in feed.values() if np.ndim(v)]),
+                {"backend": f"onnxruntime {ort.__version__}", "threads": threads},
+                session_memory("onnx", model_path, feeds, threads=threads))
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def versus_frozen(timer: Timer, batch: int, b, frozen_pb: Optional[Path], inputs: Sequence[Mapping],
+                  outputs: Sequence[str], *, free_batch: bool = False) -> dict:
+    """The model `timer` makes, at `batch`, and the frozen graph (None: it is the frozen
+    graph) at the same batch and threads, timed in turns until both settle. `frozen_ms`,
+    `speedup` (the graph's median over the model's) and `frozen` (its figures) come with
+    the model's; where the graph cannot run at that batch, `frozen_error` says why.
+    With `free_batch`, each of `bench.batches` is measured too, under `batches`."""
+    figures = _pair(timer, batch, b, frozen_pb, inputs, outputs)
+    extra = [n for n in (b.batches or []) if n != batch] if free_batch else []
+    if extra:
+        figures["batches"] = [_pair(timer, n, b, frozen_pb, inputs, outputs) for n in extra]
+    return figures
+
+
+def _pair(timer: Timer, batch: int, b, frozen_pb, inputs, outputs) -> dict:
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(timer(batch))
+        calls, reference, error = {"model": model.call}, None, None
+        if frozen_pb is not None:
+            try:
+                reference = stack.enter_context(
+                    frozen_timer(frozen_pb, model_feeds(inputs, model.batch), outputs, model.info.get("threads")))
+                calls["frozen"] = reference.call
+            except TfbuildError as e:   # e.g. a graph with a fixed batch: the model's own figures stand
+                error = first_line(e)
+        series = measure.interleaved(calls, plan(b))
+    figures = {**measure.figures(series["model"], model.batch, b.margin), **model.info, "memory_mb": model.memory_mb}
+    if frozen_pb is None:
+        return {**figures, "speedup": 1.0}
+    if reference is None:
+        return {**figures, "frozen_ms": None, "speedup": None, "frozen_error": error}
+    frozen = {**measure.figures(series["frozen"], reference.batch, b.margin), "memory_mb": reference.memory_mb}
+    return {**figures, "frozen_ms": frozen["median_ms"], "speedup": measure.speedup(frozen, figures),
+            "settled": figures["settled"] and frozen["settled"], "frozen": frozen}   # the ratio needs both

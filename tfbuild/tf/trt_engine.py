@@ -246,15 +246,21 @@ def run(engine_path: Path, feeds: Mapping[str, "object"], outputs: Sequence[str]
         return [np.copy(result[name]) for name in outputs]
 
 
-def latency(engine_path: Path, feeds: Mapping[str, "object"], *, warmup: int, runs: int) -> dict:
-    """Time `TrtRunner.infer`: host-to-device copies, execution and the copy back, as a
-    caller sees it (the engine load and context creation are not timed)."""
+@contextlib.contextmanager
+def engine_timer(engine_path: Path, feeds: Mapping[str, "object"]):
+    """`TrtRunner.infer` as timing.Timed: host-to-device copies, execution and the copy
+    back, as a caller sees it (the engine load and context creation are not timed)."""
     import tensorrt as trt
 
-    from tfbuild.tf.timing import time_call
     from tfbuild.backends import gpu
-    with _runner(engine_path) as runner:
-        feed = dict(feeds)
-        batch = int(next(iter(feed.values())).shape[0])
-        figures = time_call(lambda: runner.infer(feed, check_inputs=False), batch, warmup, runs)
-    return {**figures, "backend": f"tensorrt {trt.__version__}", "gpu": (gpu() or {}).get("name")}
+    from tfbuild.tf.memory import session_memory
+    from tfbuild.tf.timing import Timed, batch_of
+    feed = dict(feeds)
+    runner = _runner(engine_path).__enter__()
+    runner.infer(feed, check_inputs=False)
+    try:
+        yield Timed(lambda: runner.infer(feed, check_inputs=False), batch_of(feed.values()),
+                    {"backend": f"tensorrt {trt.__version__}", "gpu": (gpu() or {}).get("name")},
+                    session_memory("engine", engine_path, feed))   # host memory; the GPU's is not counted
+    finally:
+        runner.__exit__(None, None, None)
