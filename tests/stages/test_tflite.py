@@ -399,3 +399,26 @@ def test_tiny_tflite_build_prints_no_deprecation_warning(tmp_path, runtime):
     bench = json.loads((tmp_path / "p" / "r.json").read_text())["benchmark"]
     assert bench["backend"].split()[0] == runtime
     assert 0 < bench["xnnpack_ops"] <= bench["total_ops"] and bench["speedup"] > 0
+
+
+def test_pre_activation_batch_norms_become_depthwise_convolutions_xnnpack_runs(tfbuild, project):
+    """The tiny DenseNet's batch norms after each concat: same math in float, and in INT8 each
+    norm, its bias and ReLU become one op (DenseNet-169: INT8 ops outside XNNPACK 91 -> 4)."""
+    from collections import Counter
+
+    from tfbuild.tf.graph_io import read_graph_def
+    from tfbuild.tf.tflite_convert import batch_norms_as_depthwise
+    run = tfbuild("target=tiny_tflite", "tflite.precision=INT8")
+    assert run.code == 0, run.err
+    meta = run.report["metadata"]
+    frozen = next(Path("build/store/freeze").glob("*/frozen.pb"))
+    graph = read_graph_def(frozen)
+    rewritten, count = batch_norms_as_depthwise(graph)
+    norms = Counter(n.op for n in graph.node)["FusedBatchNormV3"]
+    assert meta["batch_norms_as_depthwise"] == count and 0 < count < norms   # those after a conv are folded anyway
+    assert Counter(n.op for n in rewritten.node)["DepthwiseConv2dNative"] == count
+    x = seeded_batch([32, 32, 3], 4)
+    (tmp := project / "rewritten.pb").write_bytes(rewritten.SerializeToString())
+    assert max_abs_diff(run_frozen(frozen, {"input": x}, ["probs"]), run_frozen(tmp, {"input": x}, ["probs"])) < 1e-6
+    fp32 = tfbuild("target=tiny_tflite")
+    assert meta["parity_max_abs_diff"] <= meta["parity_tolerance"] and "batch_norms_as_depthwise" not in fp32.report["metadata"]

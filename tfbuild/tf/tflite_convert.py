@@ -59,8 +59,10 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
                       if precision == "INT8" else None)
     graph_def = read_graph_def(frozen_pb)
     _check_names(graph_def, shapes, outputs, frozen_pb)
+    rewritten = 0
     if precision == "INT8":
         _check_calibratable(graph_def)
+        graph_def, rewritten = batch_norms_as_depthwise(graph_def)
     with captured(verbose) as chatter:
         try:
             if float_ops and precision == "INT8":
@@ -91,6 +93,7 @@ def convert(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[str],
     tmp.write_bytes(model)
     os.replace(tmp, out_path)  # never leave a half-written model at out_path
     return {"precision": precision, "batch_size": batch_size, "size_bytes": len(model),
+            **({"batch_norms_as_depthwise": rewritten} if rewritten else {}),
             "inputs": meta_inputs, "outputs": meta_outputs}
 
 
@@ -144,6 +147,7 @@ def layer_errors(frozen_pb: Path, inputs: Sequence[Mapping], outputs: Sequence[s
     representative = _representative_dataset(inputs, shapes, calibration, batch_size)
     graph_def = read_graph_def(frozen_pb)
     _check_calibratable(graph_def)
+    graph_def, _ = batch_norms_as_depthwise(graph_def)   # the layers convert() quantizes
     with captured(verbose) as chatter:
         try:
             return _layers(_debugger(graph_def, shapes, outputs, representative))
@@ -186,6 +190,72 @@ def _selective(graph_def, shapes, outputs, representative, float_ops: Sequence[s
     names = resolve(float_ops, _layers(debugger), "tflite.float_ops")
     debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names)
     return debugger.get_nondebug_quantized_model()
+
+
+_FOLDED_INTO = ("Conv2D", "DepthwiseConv2dNative", "MatMul")   # the converter folds a batch norm after these
+
+
+def batch_norms_as_depthwise(graph_def):
+    """(a copy, how many) with each inference batch norm that follows no convolution (a
+    pre-activation one, e.g. DenseNet's after each concat) as a 1x1 depthwise convolution
+    and a bias. TFLite makes such a norm a Mul and an Add, whose INT8 scales XNNPACK's
+    ADD often refuses (its scale-ratio limit), splitting the model into partitions run by
+    TFLite's own kernels; an INT8 depthwise convolution (per-channel, so each channel's
+    factor is exact) and its bias and ReLU are one op XNNPACK runs. Same math in float."""
+    import numpy as np
+    from tensorflow.python.framework import tensor_util
+
+    graph_def = type(graph_def).FromString(graph_def.SerializeToString())
+    nodes = {n.name: n for n in graph_def.node}
+
+    def producer(name):   # through the Identity nodes frozen variable reads leave
+        node = nodes.get(node_of(name))
+        while node is not None and node.op == "Identity":
+            node = nodes.get(node_of(node.input[0]))
+        return node
+
+    const = lambda name: tensor_util.MakeNdarray(producer(name).attr["value"].tensor)  # noqa: E731
+    rewritten, added = 0, []
+    read = {i for n in graph_def.node for i in n.input}
+    for node in graph_def.node:
+        if not node.op.startswith("FusedBatchNorm") or node.attr["is_training"].b or \
+                node.attr["data_format"].s not in (b"", b"NHWC") or node.attr["T"].type != 1 or \
+                any(f"{node.name}:{k}" in read for k in range(1, 6)):   # float32 NHWC, its output y alone
+            continue
+        source = producer(node.input[0])
+        params = [producer(i) for i in node.input[1:5]]
+        if source is None or source.op in _FOLDED_INTO or any(p is None or p.op != "Const" for p in params):
+            continue
+        scale, offset, mean, variance = (const(i).astype(np.float64) for i in node.input[1:5])
+        factor = scale / np.sqrt(variance + node.attr["epsilon"].f)
+        dtype = node.attr["T"].type
+        weights, bias = f"{node.name}/depthwise_weights", f"{node.name}/depthwise_bias"
+        added += [_const(weights, factor.reshape(1, 1, -1, 1), dtype), _const(bias, offset - mean * factor, dtype)]
+        conv = graph_def.node.add(name=f"{node.name}/depthwise", op="DepthwiseConv2dNative",
+                                  input=[node.input[0], weights])
+        conv.attr["T"].type = dtype
+        conv.attr["strides"].list.i.extend([1, 1, 1, 1])
+        conv.attr["padding"].s = b"VALID"
+        conv.attr["data_format"].s = b"NHWC"
+        node.op = "BiasAdd"   # keeps its name: its readers need no change
+        del node.input[:]
+        node.input.extend([conv.name, bias])
+        for key in list(node.attr):
+            if key not in ("T",):
+                del node.attr[key]
+        rewritten += 1
+    graph_def.node.extend(added)
+    return graph_def, rewritten
+
+
+def _const(name: str, value, dtype):
+    import numpy as np
+    from tensorflow.core.framework import node_def_pb2
+    from tensorflow.python.framework import tensor_util
+    node = node_def_pb2.NodeDef(name=name, op="Const")
+    node.attr["dtype"].type = dtype
+    node.attr["value"].tensor.CopyFrom(tensor_util.make_tensor_proto(np.asarray(value, dtype=np.float32)))
+    return node
 
 
 def _converter(graph_def, shapes: Mapping[str, list], outputs: Sequence[str], precision: str,
