@@ -12,11 +12,26 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 SETTLE = 3   # windows whose medians must agree
+
+
+@dataclass
+class Timed:
+    """A model ready to be timed: one call is one inference as a user makes it."""
+    call: Callable[[], Any]
+    batch: int
+    info: dict                       # backend, threads, and what else the runtime says
+    memory_mb: Optional[float]       # its session's peak memory, in a fresh process (tf/memory.py)
+
+
+def batch_of(feeds) -> int:
+    """The batch size of the first feed (1 where it is a scalar or there is none)."""
+    feeds = list(feeds)
+    return int(np.shape(feeds[0])[0]) if feeds and np.ndim(feeds[0]) else 1
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def test_run_keys_are_the_schemas_run_fields():
     from tfbuild.cli.options import RUN_KEYS
     from tfbuild.config import Config
     assert RUN_KEYS == ("build_dir", "lock_file", "report_file", "dry_run", "force", "verify", "locked",
-                        "verbose", "bench", "cache", "sign")
+                        "verbose", "bench", "cache", "sign", "select")
     assert set(RUN_KEYS) < {f.name for f in dataclasses.fields(Config)}
 
 

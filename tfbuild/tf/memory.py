@@ -4,8 +4,8 @@ by the next session and would hide it.
 
     python -m tfbuild.tf.memory KIND MODEL FEEDS.pickle THREADS [OUTPUT ...]
 
-KIND: frozen (TensorFlow session), tflite (LiteRT or tf.lite), onnx (onnxruntime),
-engine (TensorRT, host memory only). Prints {"memory_mb": ...}: the high-water mark
+KIND: frozen (TensorFlow session), tflite (LiteRT or tf.lite), onnx (onnxruntime);
+a TensorRT engine's memory is the GPU's, not measured here. Prints {"memory_mb": ...}: the high-water mark
 after loading the model and one call, less the resident memory once the runtime is
 imported (so the runtime library itself does not count).
 """
@@ -62,15 +62,6 @@ def _load(kind: str):
             sess, fetches, feed_dict = stack.enter_context(frozen_session(m, f, o, threads=t))
             return lambda: sess.run(fetches, feed_dict)
         return open_frozen
-    if kind == "engine":
-        import tensorrt  # noqa: F401
-
-        from tfbuild.tf.trt_engine import _runner
-
-        def open_engine(m, f, o, t):
-            runner = _runner(m).__enter__()
-            return lambda: runner.infer(dict(f), check_inputs=False)
-        return open_engine
     raise ValueError(f"unknown runtime {kind!r}")
 
 

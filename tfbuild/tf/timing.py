@@ -6,35 +6,20 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
 from tfbuild import measure
+from tfbuild.measure import Timed, batch_of
 from tfbuild.errors import StageFailed, TfbuildError, first_line
 from tfbuild.tf.graph_io import frozen_session, node_of
 from tfbuild.tf.memory import session_memory
 from tfbuild.tf.runtimes import load_interpreter, onnx_session, tflite_runner, tflite_runtime, xnnpack_ops
 
 
-@dataclass
-class Timed:
-    """A model ready to be timed: one call is one inference as a user makes it."""
-    call: Callable[[], Any]
-    batch: int
-    info: dict                       # backend, threads, and what else the runtime says
-    memory_mb: Optional[float]       # its session's peak memory, in a fresh process (tf/memory.py)
-
-
 Timer = Callable[[int], "contextlib.AbstractContextManager[Timed]"]   # batch size -> a Timed, while open
-
-
-def batch_of(feeds) -> int:
-    """The batch size of the first feed (1 where it is a scalar or there is none)."""
-    feeds = list(feeds)
-    return int(np.shape(feeds[0])[0]) if feeds and np.ndim(feeds[0]) else 1
 
 
 def own_batch(inputs: Sequence[Mapping]) -> int:

@@ -231,7 +231,8 @@ def _datatype(text: str) -> Optional[str]:
     return next((p for p, keys in _DATATYPES if any(k in text for k in keys)), None)
 
 
-def _runner(engine_path: Path):
+def runner(engine_path: Path):
+    """Polygraphy's TrtRunner of the engine (open it with `with`)."""
     _cuda_runtime_on_path()   # before Polygraphy first loads libcudart
     from polygraphy.backend.common import BytesFromPath
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
@@ -241,8 +242,8 @@ def _runner(engine_path: Path):
 def run(engine_path: Path, feeds: Mapping[str, "object"], outputs: Sequence[str]) -> list:
     """Run the engine once on {input: array}; the outputs in the order named."""
     import numpy as np
-    with _runner(engine_path) as runner:
-        result = runner.infer(dict(feeds))
+    with runner(engine_path) as trt_runner:
+        result = trt_runner.infer(dict(feeds))
         return [np.copy(result[name]) for name in outputs]
 
 
@@ -253,14 +254,13 @@ def engine_timer(engine_path: Path, feeds: Mapping[str, "object"]):
     import tensorrt as trt
 
     from tfbuild.backends import gpu
-    from tfbuild.tf.memory import session_memory
-    from tfbuild.tf.timing import Timed, batch_of
+    from tfbuild.measure import Timed, batch_of
     feed = dict(feeds)
-    runner = _runner(engine_path).__enter__()
-    runner.infer(feed, check_inputs=False)
+    opened = runner(engine_path).__enter__()
+    opened.infer(feed, check_inputs=False)
     try:
-        yield Timed(lambda: runner.infer(feed, check_inputs=False), batch_of(feed.values()),
+        yield Timed(lambda: opened.infer(feed, check_inputs=False), batch_of(feed.values()),
                     {"backend": f"tensorrt {trt.__version__}", "gpu": (gpu() or {}).get("name")},
-                    session_memory("engine", engine_path, feed))   # host memory; the GPU's is not counted
+                    None)   # its memory is the GPU's: not measured
     finally:
-        runner.__exit__(None, None, None)
+        opened.__exit__(None, None, None)
