@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import List, Optional
 
@@ -157,6 +159,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _main() -> int:
     reporter = Reporter()
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C stops a build even where the parent ignored SIGINT (a script's background
+        # job, a test runner): Python installs no handler for an inherited SIG_IGN.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     args = sys.argv[1:] = dropped_sections(sys.argv[1:])
     if os.getcwd() not in sys.path:  # model._target_ builders live in the project, as with python -m
         sys.path.insert(0, os.getcwd())
